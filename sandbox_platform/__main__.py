@@ -1,0 +1,5 @@
+"""``python -m sandbox_platform`` is the ``sandbox-platform`` command."""
+
+from sandbox_platform.cli import main
+
+main()

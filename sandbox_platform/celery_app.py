@@ -1,0 +1,171 @@
+"""The Celery app factory: safe defaults, and every signal receiver connected in one place.
+
+Defaults, each a decision from DESIGN.md: JSON only (pickle refused), late acks with
+``reject_on_worker_lost`` (at-least-once), prefetch 1, the broker's visibility timeout from
+settings, connection retry at start-up, no result backend unless one is configured.
+
+Signal receivers are module-level functions connected with ``weak=False`` and a
+``dispatch_uid`` by :func:`connect_signals`, so they cannot be garbage-collected away nor
+connected twice.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from celery.app.task import Task
+
+from sandbox_platform.context import (
+    CORRELATION_HEADER,
+    MODE_HEADER,
+    current_correlation_id,
+    new_correlation_id,
+    set_correlation_id,
+)
+from sandbox_platform.db.engine import dispose_engines
+from sandbox_platform.logging import configure_logging
+from sandbox_platform.redis_client import celery_url, redis_url, reset_clients
+from sandbox_platform.settings import Settings, load_settings
+
+__all__ = ["PlatformCelery", "connect_signals", "create_app", "platform_settings"]
+
+log = structlog.get_logger(__name__)
+
+# The settings of the app this process runs (set by create_app; read by signal receivers,
+# which Celery calls without telling them which app they serve).
+_process_settings: Settings | None = None
+
+
+class PlatformCelery(Celery):
+    """A Celery app that knows its platform settings."""
+
+    platform_settings: Settings
+
+
+def platform_settings() -> Settings:
+    """The settings of the app created in this process (or freshly loaded ones)."""
+    return _process_settings if _process_settings is not None else load_settings()
+
+
+def _celery_config(settings: Settings) -> dict[str, Any]:
+    coordination = redis_url(settings)
+    broker = settings.broker_url or coordination
+    backend = coordination if settings.result_backend == "redis" else settings.result_backend
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    return {
+        "broker_url": celery_url(broker),
+        "result_backend": celery_url(backend) if backend else None,
+        "task_ignore_result": backend is None,
+        "result_expires": 24 * 3600,
+        "result_extended": backend is not None,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": 10,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_disable_rate_limits": True,
+        "task_default_queue": "sandbox_platform",
+        "timezone": "UTC",
+        "enable_utc": True,
+        "sandbox_platform_redis_url": coordination,
+        "sandbox_platform_key_prefix": settings.key_prefix,
+        "sandbox_platform_mode": settings.mode.value,
+    }
+
+
+def create_app(settings: Settings | None = None, *, main: str = "sandbox_platform") -> Celery:
+    """Build a Celery app configured from ``settings`` (read from the environment if None)."""
+    global _process_settings
+    settings = settings or load_settings()
+    _process_settings = settings
+    app = PlatformCelery(main, set_as_current=True)
+    app.platform_settings = settings
+    app.config_from_object(_celery_config(settings))
+    connect_signals()
+    return app
+
+
+# -- signal receivers ----------------------------------------------------------------------
+
+
+def _on_setup_logging(**_kwargs: Any) -> None:
+    settings = platform_settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def _on_before_task_publish(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    if headers is None:
+        return
+    if not headers.get(CORRELATION_HEADER):
+        headers[CORRELATION_HEADER] = current_correlation_id() or new_correlation_id()
+    headers.setdefault(MODE_HEADER, platform_settings().mode.value)
+
+
+def _request_header(task: Task[Any, Any], name: str) -> Any:
+    value = getattr(task.request, name, None)
+    if value is None:
+        value = (getattr(task.request, "headers", None) or {}).get(name)
+    return value
+
+
+def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    if task is None:
+        return
+    correlation_id = _request_header(task, CORRELATION_HEADER) or new_correlation_id()
+    set_correlation_id(correlation_id)
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id,
+        task_name=task.name,
+        attempt=int(getattr(task.request, "retries", 0) or 0) + 1,
+    )
+
+
+def _on_task_postrun(**_kwargs: Any) -> None:
+    set_correlation_id(None)
+    structlog.contextvars.clear_contextvars()
+
+
+def _on_worker_process_init(**_kwargs: Any) -> None:
+    dispose_engines()
+    reset_clients()
+
+
+def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
+    settings = platform_settings()
+    log.info(
+        "worker ready",
+        hostname=getattr(sender, "hostname", socket.gethostname()),
+        pid=os.getpid(),
+        mode=settings.mode.value,
+    )
+
+
+_RECEIVERS = (
+    (signals.setup_logging, _on_setup_logging),
+    (signals.before_task_publish, _on_before_task_publish),
+    (signals.task_prerun, _on_task_prerun),
+    (signals.task_postrun, _on_task_postrun),
+    (signals.worker_process_init, _on_worker_process_init),
+    (signals.worker_ready, _on_worker_ready),
+)
+
+
+def connect_signals() -> None:
+    """Connect every receiver once, strongly referenced, each with its own dispatch_uid."""
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver, weak=False, dispatch_uid=f"sandbox_platform.{receiver.__name__}")

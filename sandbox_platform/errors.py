@@ -1,0 +1,122 @@
+"""The one exception tree of sandbox-platform.
+
+Every error the platform raises on purpose derives from :class:`PlatformError`::
+
+    PlatformError
+    ├── SettingsError            a setting is missing, malformed or contradicts another
+    │   └── IsolationError       sandbox and live would share a database
+    ├── EnqueueError             a job was refused at the call site; nothing was published
+    │   ├── PayloadError         arguments are not JSON-serialisable or are too large
+    │   ├── UnknownTaskError     no task of that name is registered
+    │   └── CountdownTooLongError  a countdown/ETA beyond the broker's visibility timeout
+    ├── GuardError               a guard refused to run a job
+    │   ├── ModeMismatchError    a message of the other mode reached this worker
+    │   ├── GovernorUnavailable  the governor's Redis cannot be reached (fail closed)
+    │   ├── RateLimitedError     the governor denied the job (carries the wait time)
+    │   ├── IdempotencyConflict  the same key was used with different arguments
+    │   └── IdempotencyInFlight  the key is being run by someone else right now
+    ├── DryRunError              an irreversible action was declared or simulated wrongly
+    └── RetryExhausted           the retry policy gave up (carries the last error)
+
+Only these types cross the platform's public API; anything unexpected raised inside a guard
+hook is logged and wrapped, never swallowed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CountdownTooLongError",
+    "DryRunError",
+    "EnqueueError",
+    "GovernorUnavailable",
+    "GuardError",
+    "IdempotencyConflict",
+    "IdempotencyInFlight",
+    "IsolationError",
+    "ModeMismatchError",
+    "PayloadError",
+    "PlatformError",
+    "RateLimitedError",
+    "RetryExhausted",
+    "SettingsError",
+    "UnknownTaskError",
+]
+
+
+class PlatformError(Exception):
+    """Root of every error sandbox-platform raises on purpose."""
+
+
+class SettingsError(PlatformError):
+    """A setting is missing, malformed or contradicts another.
+
+    ``setting`` is the environment variable's name, so the message can be one line.
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
+
+
+class IsolationError(SettingsError):
+    """Sandbox and live would share one database: the platform refuses to start."""
+
+
+class EnqueueError(PlatformError):
+    """A job was refused at the call site; nothing was published."""
+
+
+class PayloadError(EnqueueError):
+    """Task arguments are not JSON-serialisable or exceed the size limit."""
+
+
+class UnknownTaskError(EnqueueError):
+    """No task is registered under that name."""
+
+
+class CountdownTooLongError(EnqueueError):
+    """A countdown or ETA is longer than the broker's visibility timeout."""
+
+
+class GuardError(PlatformError):
+    """A guard refused to run a job."""
+
+
+class ModeMismatchError(GuardError):
+    """A message enqueued in one mode reached a worker of the other mode."""
+
+
+class GovernorUnavailable(GuardError):
+    """The governor's Redis could not be reached; irreversible work fails closed."""
+
+
+class RateLimitedError(GuardError):
+    """The governor denied the job; ``wait_seconds`` says when a token is due."""
+
+    def __init__(self, resource: str, wait_seconds: float) -> None:
+        self.resource = resource
+        self.wait_seconds = wait_seconds
+        super().__init__(f"rate limited on {resource!r}: retry in {wait_seconds:.3f}s")
+
+
+class IdempotencyConflict(GuardError):
+    """The same idempotency key was used with different arguments."""
+
+
+class IdempotencyInFlight(GuardError):
+    """The idempotency key is being executed elsewhere right now."""
+
+
+class DryRunError(PlatformError):
+    """An irreversible action was declared or simulated wrongly."""
+
+
+class RetryExhausted(PlatformError):
+    """The retry policy gave up; ``last_error`` is what the final attempt raised."""
+
+    def __init__(self, name: str, attempts: int, last_error: BaseException) -> None:
+        self.name = name
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"{name}: gave up after {attempts} attempts: {last_error!r}")

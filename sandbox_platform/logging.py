@@ -1,0 +1,75 @@
+"""structlog set-up: one pipeline for our logs and for Celery's, JSON or console, redacted.
+
+``merge_contextvars`` is the first processor, so the correlation id and the task fields bound
+at task start appear on every line; the redaction processor is the last before rendering,
+so nothing secret reaches a handler. Nothing happens at import: call
+:func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from sandbox_platform.redaction import redact
+
+__all__ = ["configure_logging", "redact_processor"]
+
+
+def redact_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Mask secrets in every field of the event (keys that name secrets, URLs, cards)."""
+    return redact(event_dict)  # type: ignore[no-any-return]
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+
+
+def _renderer(log_format: str) -> Processor:
+    if log_format == "console":
+        return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    return structlog.processors.JSONRenderer(default=str)
+
+
+def configure_logging(
+    log_format: str = "json", level: str = "INFO", stream: Any = None
+) -> None:
+    """Route structlog and the standard library (Celery included) through one pipeline."""
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_processor,
+            _renderer(log_format),
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name("sandbox_platform")
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == "sandbox_platform":
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("kombu", "amqp", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,82 @@
+"""Masking of secrets before anything is logged, stored or sent.
+
+Two rules: a value under a key that names a secret is replaced whole; a string anywhere has
+credentials inside URLs, bearer tokens, ``key=value`` secrets and card numbers masked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
+
+MASK = "***"
+
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|apikey|authori[sz]ation|credential|"
+    r"private[_-]?key|cookie|session[_-]?id|card[_-]?number|\bcvv\b|\bcvc\b|\bpan\b",
+    re.IGNORECASE,
+)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*", re.IGNORECASE)
+_INLINE_SECRET = re.compile(
+    r"(?P<key>\b[\w\-]*(?:password|passwd|secret|token|api[_-]?key)[\w\-]*\b)"
+    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)[^\s'\",;&]+",
+    re.IGNORECASE,
+)
+_CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a mapping key names something secret (``password``, ``api_key``, ...)."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        number = int(char)
+        if index % 2 == 1:
+            number *= 2
+            if number > 9:
+                number -= 9
+        total += number
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = re.sub(r"\D", "", text)
+    if not 13 <= len(digits) <= 19 or not _luhn_ok(digits):
+        return text
+    return f"{MASK}{digits[-4:]}"
+
+
+def redact_value(text: str) -> str:
+    """Mask secrets inside one string."""
+    if not text:
+        return text
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _INLINE_SECRET.sub(lambda m: f"{m['key']}{m['sep']}{m['quote']}{MASK}", text)
+    return _CARD.sub(_mask_card, text)
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """Return a copy of ``value`` (mappings, sequences, strings) with secrets masked."""
+    if _depth > 20:
+        return value
+    if isinstance(value, str):
+        return redact_value(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if isinstance(k, str) and is_secret_key(k) and v is not None
+                else redact(v, _depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        items = [redact(v, _depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value

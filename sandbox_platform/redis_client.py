@@ -1,0 +1,56 @@
+"""Redis clients: one per process and URL, and the URL Celery needs for the same server."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from sandbox_platform.embedded import ensure_embedded_redis
+from sandbox_platform.settings import Settings
+
+__all__ = ["celery_url", "get_redis", "redis_url", "reset_clients"]
+
+_lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
+
+
+def redis_url(settings: Settings) -> str:
+    """The configured Redis URL, or the embedded server's (started on first use)."""
+    if settings.redis_url is not None:
+        return settings.redis_url
+    return ensure_embedded_redis(settings.data_dir)
+
+
+def celery_url(url: str) -> str:
+    """kombu spells a Unix-socket Redis ``redis+socket://``; redis-py spells it ``unix://``."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url
+
+
+def get_redis(url: str) -> redis.Redis:
+    """The shared client of this process for ``url`` (thread-safe connection pool)."""
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url.removeprefix("redis+socket://")
+    client = _clients.get(url)
+    if client is None:
+        with _lock:
+            client = _clients.get(url)
+            if client is None:
+                client = redis.Redis.from_url(
+                    url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+                )
+                _clients[url] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Drop every client (after fork, or in tests that restart Redis)."""
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=reset_clients)

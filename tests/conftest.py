@@ -1,0 +1,146 @@
+"""Shared fixtures: a real Redis, a real PostgreSQL, SQLite, and real worker processes.
+
+Environment knobs (all optional):
+  SP_TEST_REDIS_URL   base Redis (default redis://127.0.0.1:6379)
+  SP_TEST_REDIS_DB    the db index tests own and flush (default 9)
+  SP_TEST_PG_URL      a PostgreSQL server URL with rights to create databases
+                      (default postgresql://postgres@127.0.0.1:5432/postgres)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+REDIS_BASE = os.environ.get("SP_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("SP_TEST_REDIS_DB", "9"))
+PG_SERVER = os.environ.get("SP_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis db index owned by the tests, flushed before and after each test."""
+    url = f"{REDIS_BASE}/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"the test Redis at {url} is not reachable: {exc}")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def _pg_admin_engine() -> sa.Engine:
+    url = sa.make_url(PG_SERVER).set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    return PG_SERVER
+
+
+def create_pg_database(prefix: str = "sp_test") -> str:
+    """Create a throw-away PostgreSQL database; return its URL (drop with drop_pg_database)."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    engine = _pg_admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return str(sa.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False))
+
+
+def drop_pg_database(url: str) -> None:
+    from sandbox_platform.db.engine import dispose_engines
+
+    dispose_engines()
+    name = sa.make_url(url).database
+    engine = _pg_admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sandbox.sqlite3'}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits SANDBOX_PLATFORM_* variables from the shell that runs pytest."""
+    for key in list(os.environ):
+        if key.startswith("SANDBOX_PLATFORM_"):
+            monkeypatch.delenv(key, raising=False)
+
+
+# -- real worker processes --------------------------------------------------------------------
+
+from tests.helpers import platform_env  # noqa: E402
+
+
+@pytest.fixture
+def platform_settings_kwargs(redis_url: str, sqlite_url: str, tmp_path: Path) -> dict[str, object]:
+    """Settings every process of one test shares: the test Redis, a SQLite sandbox db."""
+    return {"redis_url": redis_url, "database_url": sqlite_url, "data_dir": tmp_path / "data"}
+
+
+@pytest.fixture
+def platform_app(platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
+    """A Celery app in the test process, configured like the workers, for enqueuing."""
+    from sandbox_platform.celery_app import create_app
+    from sandbox_platform.settings import load_settings
+
+    app = create_app(load_settings(**platform_settings_kwargs))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
+    """Start real ``celery worker`` processes; every one is stopped by its pid afterwards."""
+    from sandbox_platform.workerproc import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(app, app_module: str = "workers", *, wait: bool = True, **overrides: object):  # type: ignore[no-untyped-def]
+        settings = {**platform_settings_kwargs, **overrides}
+        index = len(started) + 1
+        worker = WorkerProcess(
+            app_module,
+            hostname=f"test{index}-{uuid.uuid4().hex[:6]}@localhost",
+            env=platform_env(**settings),
+            log_path=tmp_path / f"worker-{index}.log",
+        )
+        started.append(worker)
+        worker.start()
+        if wait:
+            worker.wait_ready(app, timeout=60)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=15)

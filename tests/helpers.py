@@ -1,0 +1,46 @@
+"""Helpers for tests: waiting with a deadline, reading JSON logs, child environments."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def platform_env(**settings: object) -> dict[str, str]:
+    """A child-process environment with SANDBOX_PLATFORM_* set from ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_PLATFORM_")}
+    for key, value in settings.items():
+        if value is not None:
+            env[f"SANDBOX_PLATFORM_{key.upper()}"] = str(value)
+    env.setdefault("C_FORCE_ROOT", "1")
+    return env
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = ""):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value; fail with ``message`` at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(message or f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """The JSON objects among a log's lines (Celery's banner is not JSON)."""
+    import json
+
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records

@@ -1,0 +1,73 @@
+"""Secrets in log calls are masked in the rendered output; JSON lines carry context."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from sandbox_platform.context import bind_correlation_id
+from sandbox_platform.logging import configure_logging
+from sandbox_platform.redaction import redact, redact_value
+
+
+@pytest.fixture
+def log_stream():
+    stream = io.StringIO()
+    configure_logging("json", "DEBUG", stream=stream)
+    yield stream
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == "sandbox_platform":
+            root.removeHandler(handler)
+
+
+def _records(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_secrets_in_structlog_calls_are_masked(log_stream: io.StringIO) -> None:
+    log = structlog.get_logger("test")
+    log.info(
+        "connecting",
+        password="hunter2",
+        api_token="tok_live_abcdef",
+        url="postgresql://app:s3cr3t@db.internal:5432/app",
+        headers={"Authorization": "Bearer eyJhbGciOi.secret.sig"},
+        card="4111 1111 1111 1111",
+        note="retry with password=letmein and token: abc123",
+    )
+    text = log_stream.getvalue()
+    for secret in ("hunter2", "tok_live_abcdef", "s3cr3t", "eyJhbGciOi", "4111 1111 1111 1111",
+                   "letmein", "abc123"):
+        assert secret not in text, secret
+    record = _records(log_stream)[0]
+    assert record["url"] == "postgresql://app:***@db.internal:5432/app"
+    assert record["card"] == "***1111"
+    assert record["password"] == "***"
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline(log_stream: io.StringIO) -> None:
+    logging.getLogger("celery.worker").warning("broker redis://:pw123@127.0.0.1:6379/0 lost")
+    record = _records(log_stream)[0]
+    assert "pw123" not in json.dumps(record)
+    assert record["logger"] == "celery.worker"
+
+
+def test_correlation_id_is_on_every_line(log_stream: io.StringIO) -> None:
+    with bind_correlation_id("corr-123"):
+        structlog.get_logger("test").info("inside")
+        logging.getLogger("plain").info("stdlib inside")
+    structlog.get_logger("test").info("outside")
+    records = _records(log_stream)
+    assert [r.get("correlation_id") for r in records] == ["corr-123", "corr-123", None]
+
+
+def test_redact_leaves_harmless_values() -> None:
+    assert redact_value("order 12345 shipped") == "order 12345 shipped"
+    assert redact_value("1234567890123") == "1234567890123"  # not Luhn-valid: not a card
+    assert redact({"amount": 10, "items": ["a", "b"]}) == {"amount": 10, "items": ["a", "b"]}
