@@ -1,0 +1,136 @@
+"""Admission: the idempotency claim and the governor take in one round trip.
+
+``admit.lua`` first looks at the claim: ``done``, ``in_flight`` and ``conflict`` are answered
+without taking any token. Otherwise it plans the take on every limit of every resource; if one
+denies, nothing is written but the denial counters (``denied``, with the wait), and the claim
+is *not* taken. Only when all limits allow are the tokens taken and the claim acquired, with a
+new fencing token.
+
+The keys are exactly those of :class:`~sandbox_platform.guards.governor.Governor` and
+:class:`~sandbox_platform.guards.idempotency.IdempotencyStore` for the same prefix, so the
+three objects can be mixed freely.
+
+Redis Cluster: one script may only touch one slot. The governor's and the store's own scripts
+are single-slot (hash tags), but an admission over an idempotency key *and* resources spans
+slots unless they share a hash tag; on a cluster, use the governor and the store separately.
+A Redis that cannot be reached raises GovernorUnavailable (fail closed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from sandbox_platform.guards.governor import _check_positive_int, _fail_closed, governor_keys
+from sandbox_platform.guards.idempotency import _ms, idempotency_keys
+from sandbox_platform.lua import get_script
+
+__all__ = ["Admission", "AdmissionStatus", "Admitter"]
+
+AdmissionStatus = Literal["acquired", "done", "in_flight", "conflict", "denied"]
+_STATUSES = ("acquired", "done", "in_flight", "conflict", "denied")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer of :meth:`Admitter.admit`.
+
+    ``token`` is the fencing token (acquired: the caller's; done/in_flight/conflict: the
+    holder's; None without an idempotency key or when denied). ``result`` is the stored JSON
+    text when done. ``wait_seconds`` is, when denied, the wait until the tokens are there
+    (``inf``: never); when in flight, the holder's remaining lease. ``resource`` names the
+    resource that denied.
+    """
+
+    status: AdmissionStatus
+    token: int | None = None
+    result: str | None = None
+    wait_seconds: float = 0.0
+    resource: str | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.status == "acquired"
+
+    def value(self) -> Any:
+        """The stored result, decoded (None when there is none)."""
+        return None if self.result is None else json.loads(self.result)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Admitter:
+    """Runs ``admit.lua`` against the governor's and the idempotency store's keys."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "sp") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def admit(
+        self,
+        idem_key: str | None,
+        fingerprint: str,
+        resources: Sequence[tuple[str, int]],
+        lease: float = 300,
+        ttl: float = 86400,
+    ) -> Admission:
+        """Claim ``idem_key`` (if given) and take ``cost`` from each ``(resource, cost)``.
+
+        ``lease`` and ``ttl`` are seconds, as in IdempotencyStore.claim.
+        """
+        keys, args = self._keys_and_args(idem_key, fingerprint, resources, lease, ttl)
+        script = get_script(self.client, "admit")
+        with _fail_closed("admit"):
+            status, token, result, wait_us, resource = script(keys=keys, args=args)
+        return _admission(
+            _text(status), int(token), _text(result), int(wait_us), _text(resource), idem_key
+        )
+
+    def _keys_and_args(
+        self,
+        idem_key: str | None,
+        fingerprint: str,
+        resources: Sequence[tuple[str, int]],
+        lease: float,
+        ttl: float,
+    ) -> tuple[list[str], list[str | int]]:
+        keys: list[str] = []
+        if idem_key is not None:
+            idem = idempotency_keys(self.prefix, idem_key)
+            keys += [idem.record, idem.fence]
+        costs: list[str | int] = []
+        names: list[str | int] = []
+        for resource, cost in resources:
+            keys += governor_keys(self.prefix, resource).as_list()
+            costs.append(_check_positive_int("cost", cost))
+            names.append(resource)
+        head: list[str | int] = [
+            "1" if idem_key is not None else "0",
+            fingerprint,
+            _ms("lease", lease),
+            _ms("ttl", ttl),
+            len(costs),
+        ]
+        return keys, head + costs + names
+
+
+def _admission(
+    status: str, token: int, result: str, wait_us: int, resource: str, idem_key: str | None
+) -> Admission:
+    if status not in _STATUSES:
+        raise RuntimeError(f"admission script answered an unknown status {status!r}")
+    has_token = idem_key is not None and status != "denied"
+    return Admission(
+        status=status,  # type: ignore[arg-type]
+        token=token if has_token else None,
+        result=result if status == "done" else None,
+        wait_seconds=math.inf if wait_us < 0 else wait_us / 1_000_000,
+        resource=resource or None,
+    )

@@ -1,0 +1,315 @@
+"""The governor: token buckets in Redis that hold every resource to its quota.
+
+Every decision is one Lua script (``governor_acquire.lua``) that reads Redis ``TIME``, refills
+and takes from *all* limits of a resource at once (all or nothing), and counts the decision.
+Worker clocks are never used.
+
+Limits live in Redis, in a config hash per resource, so :meth:`Governor.set_limit` in one
+process applies to every process at the next decision. Bucket state is kept in integers: a
+limit of ``limit`` tokens per ``per_seconds`` is stored as ``a`` units per microsecond and ``b``
+units per token (``a / b == limit / (per_seconds * 1e6)``, reduced by their gcd), so a refill is
+the exact product ``elapsed_us * a`` and the bound ``capacity + rate * elapsed`` holds to the
+unit.
+
+Keys (``prefix`` defaults to ``sp``; the resource is the Redis Cluster hash tag, so the three
+keys of one resource live in one slot)::
+
+    {prefix}:gov:{resource}:cfg     hash   limit name -> "a b cap limit per_us capacity"
+    {prefix}:gov:{resource}:state   hash   limit name -> "units last_us b cap" (expires when full)
+    {prefix}:gov:{resource}:stats   hash   admitted, denied
+    {prefix}:gov:resources          set    resources with a configured limit (for stats)
+
+A Redis that cannot be reached raises :class:`~sandbox_platform.errors.GovernorUnavailable`:
+the governor fails closed.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from sandbox_platform.errors import GovernorUnavailable
+from sandbox_platform.lua import get_script
+
+__all__ = [
+    "MAX_UNITS",
+    "Decision",
+    "Governor",
+    "GovernorKeys",
+    "Limit",
+    "bucket_units",
+    "governor_keys",
+    "resolve_resource",
+]
+
+#: Largest integer a Lua number (a double) holds exactly.
+MAX_UNITS = 2**53 - 1
+_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The governor's answer for one acquire.
+
+    ``remaining`` is the tokens left in the tightest limit (``inf`` when the resource has no
+    limit); ``wait_seconds`` is 0 when allowed, else when enough tokens will be there (``inf``
+    when the cost exceeds a capacity and can never be granted). ``limit`` names the limit that
+    decided (the denying one, or the tightest one when allowed).
+    """
+
+    allowed: bool
+    remaining: float
+    wait_seconds: float
+    resource: str
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One configured limit of a resource: ``limit`` tokens per ``per_seconds``, bucket size
+    ``capacity``."""
+
+    name: str
+    limit: int
+    per_seconds: float
+    capacity: int
+
+
+@dataclass(frozen=True)
+class GovernorKeys:
+    """The Redis keys of one resource."""
+
+    cfg: str
+    state: str
+    stats: str
+
+    def as_list(self) -> list[str]:
+        return [self.cfg, self.state, self.stats]
+
+
+def governor_keys(prefix: str, resource: str) -> GovernorKeys:
+    """The keys of ``resource``; ``{resource}`` is the hash tag (one cluster slot)."""
+    _check_resource(resource)
+    base = f"{prefix}:gov:{{{resource}}}"
+    return GovernorKeys(cfg=f"{base}:cfg", state=f"{base}:state", stats=f"{base}:stats")
+
+
+def _check_resource(resource: str) -> None:
+    if not isinstance(resource, str) or not resource:
+        raise ValueError(f"resource must be a non-empty string, got {resource!r}")
+
+
+def _check_positive_int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def bucket_units(limit: int, per_seconds: float, capacity: int) -> tuple[int, int, int, int]:
+    """The integer bucket of a limit: ``(a, b, cap, per_us)``.
+
+    ``a`` units arrive per microsecond, one token is ``b`` units, the bucket holds ``cap`` units.
+    Raises ValueError on invalid input or when the bucket does not fit in 2**53.
+    """
+    _check_positive_int("limit", limit)
+    _check_positive_int("capacity", capacity)
+    if isinstance(per_seconds, bool) or not isinstance(per_seconds, int | float):
+        raise ValueError(f"per_seconds must be a positive number, got {per_seconds!r}")
+    if not math.isfinite(per_seconds) or per_seconds <= 0:
+        raise ValueError(f"per_seconds must be a positive number, got {per_seconds!r}")
+    per_us = round(per_seconds * _US)
+    if per_us < 1:
+        raise ValueError(f"per_seconds must be at least one microsecond, got {per_seconds!r}")
+    gcd = math.gcd(limit, per_us)
+    a, b = limit // gcd, per_us // gcd
+    cap = capacity * b
+    if cap > MAX_UNITS:
+        raise ValueError(
+            f"capacity {capacity} per {per_seconds}s is too fine-grained to count exactly "
+            f"({cap} units > 2**53); use a rounder period or a smaller capacity"
+        )
+    return a, b, cap, per_us
+
+
+def _default_name(per_seconds: float) -> str:
+    return f"per_{per_seconds:g}s"
+
+
+def _parse_limit(name: str, value: str) -> Limit:
+    _a, _b, _cap, limit, per_us, capacity = (int(part) for part in value.split())
+    return Limit(name=name, limit=limit, per_seconds=per_us / _US, capacity=capacity)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def resolve_resource(
+    template: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    argnames: Sequence[str],
+) -> str:
+    """Fill a resource template such as ``"api:{user_id}"`` from a task's arguments.
+
+    Fields name an argument (matched by keyword, else by position through ``argnames``) or a
+    position (``"{0}"``); attribute and index access (``"{user.id}"``) work as in str.format.
+    A field the call does not provide raises ValueError naming it.
+    """
+    values: dict[str, Any] = dict(zip(argnames, args, strict=False))
+    values.update(kwargs)
+    for _literal, field, _spec, _conv in string.Formatter().parse(template):
+        if field is None:
+            continue
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        if root == "":
+            raise ValueError(f"resource template {template!r}: use named fields, not '{{}}'")
+        if root.isdigit():
+            if int(root) >= len(args):
+                raise ValueError(
+                    f"resource template {template!r} needs positional argument {root}, "
+                    f"but the call has {len(args)}"
+                )
+        elif root not in values:
+            raise ValueError(
+                f"resource template {template!r} needs argument {root!r}, "
+                f"which the call does not provide (arguments: {sorted(values) or 'none'})"
+            )
+    try:
+        return template.format(*args, **values)
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise ValueError(f"resource template {template!r} cannot be filled: {exc}") from exc
+
+
+@contextmanager
+def _fail_closed(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise GovernorUnavailable(f"governor Redis unreachable during {what}: {exc}") from exc
+
+
+class Governor:
+    """Token-bucket quotas shared by every process that uses the same Redis and prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "sp") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._resources_key = f"{prefix}:gov:resources"
+
+    def keys(self, resource: str) -> GovernorKeys:
+        """The Redis keys of ``resource``."""
+        return governor_keys(self.prefix, resource)
+
+    def set_limit(
+        self,
+        resource: str,
+        limit: int,
+        per_seconds: float,
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+    ) -> Limit:
+        """Allow ``limit`` tokens per ``per_seconds`` (bursts up to ``capacity``, default limit).
+
+        A resource may have several limits (e.g. 10 per second and 1000 per day); each is named
+        (default ``per_{per_seconds}s``), and setting a name again replaces that limit. What
+        was consumed stays consumed: raising a capacity from 2 to 5 after 2 takes leaves 3.
+        """
+        keys = self.keys(resource)
+        capacity = limit if capacity is None else capacity
+        a, b, cap, per_us = bucket_units(limit, per_seconds, capacity)
+        name = _default_name(per_seconds) if name is None else name
+        if not name or name != name.strip():
+            raise ValueError(f"limit name must be non-empty without surrounding spaces: {name!r}")
+        value = f"{a} {b} {cap} {limit} {per_us} {capacity}"
+        with _fail_closed("set_limit"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(keys.cfg, name, value)
+            pipe.sadd(self._resources_key, resource)
+            pipe.execute()
+        return Limit(name=name, limit=limit, per_seconds=per_us / _US, capacity=capacity)
+
+    def clear_limits(self, resource: str) -> None:
+        """Remove every limit of ``resource`` (it becomes unlimited) and its bucket state."""
+        keys = self.keys(resource)
+        with _fail_closed("clear_limits"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(keys.cfg, keys.state)
+            pipe.srem(self._resources_key, resource)
+            pipe.execute()
+
+    def limits(self, resource: str) -> list[Limit]:
+        """The limits configured for ``resource``, sorted by name."""
+        keys = self.keys(resource)
+        with _fail_closed("limits"):
+            raw: dict[Any, Any] = self.client.hgetall(keys.cfg)
+        return sorted(
+            (_parse_limit(_text(k), _text(v)) for k, v in raw.items()), key=lambda lim: lim.name
+        )
+
+    def acquire(self, resource: str, cost: int = 1) -> Decision:
+        """Take ``cost`` tokens from every limit of ``resource`` at once, or from none."""
+        _check_positive_int("cost", cost)
+        keys = self.keys(resource)
+        script = get_script(self.client, "governor_acquire")
+        with _fail_closed("acquire"):
+            allowed, remaining, wait_us, limit = script(keys=keys.as_list(), args=[cost])
+        return _decision(resource, int(allowed), _text(remaining), int(wait_us), _text(limit))
+
+    def check_limit(self, resource: str) -> tuple[bool, str]:
+        """Seed API: take one token; ``(allowed, human-readable message)``."""
+        decision = self.acquire(resource)
+        if decision.allowed:
+            if math.isinf(decision.remaining):
+                return True, f"{resource}: no limit configured"
+            return True, f"{resource}: allowed, {decision.remaining:.2f} tokens left"
+        if math.isinf(decision.wait_seconds):
+            return False, f"{resource}: cost exceeds the capacity of limit {decision.limit!r}"
+        return False, (
+            f"{resource}: rate limited by {decision.limit!r}, retry in {decision.wait_seconds:.3f}s"
+        )
+
+    def denials(self, resource: str) -> int:
+        """How many acquires of ``resource`` were denied (counted inside the script)."""
+        with _fail_closed("denials"):
+            value = self.client.hget(self.keys(resource).stats, "denied")
+        return int(value or 0)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per configured resource: ``limits`` (list of dicts), ``denials``, ``admitted``."""
+        with _fail_closed("stats"):
+            members: set[Any] = self.client.smembers(self._resources_key)
+            resources = sorted(_text(m) for m in members)
+            pipe = self.client.pipeline(transaction=False)
+            for resource in resources:
+                pipe.hgetall(self.keys(resource).stats)
+            counters = pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        for resource, raw in zip(resources, counters, strict=True):
+            counts = {_text(k): int(v) for k, v in raw.items()}
+            out[resource] = {
+                "limits": [vars(limit) for limit in self.limits(resource)],
+                "denials": counts.get("denied", 0),
+                "admitted": counts.get("admitted", 0),
+            }
+        return out
+
+    resolve_resource = staticmethod(resolve_resource)
+
+
+def _decision(resource: str, allowed: int, remaining: str, wait_us: int, limit: str) -> Decision:
+    left = float(remaining)
+    return Decision(
+        allowed=bool(allowed),
+        remaining=math.inf if left < 0 else left,
+        wait_seconds=math.inf if wait_us < 0 else wait_us / _US,
+        resource=resource,
+        limit=limit or None,
+    )

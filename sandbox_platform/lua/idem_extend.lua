@@ -1,0 +1,23 @@
+-- idem_extend.lua: renew the lease of a running claim.
+--
+-- KEYS[1]  record hash  {prefix}:idem:r:{key}
+-- KEYS[2]  fence key    {prefix}:idem:f:{key}
+-- ARGV[1]  fencing token
+-- ARGV[2]  new lease in milliseconds, from now (Redis time)
+--
+-- Returns 1 when extended, 0 when the token is stale.
+
+-- @include _common.lua
+-- @include _claim.lua
+
+if not claim_holds(KEYS[1], ARGV[1]) then
+  return 0
+end
+local lease_ms = tonumber(ARGV[2])
+local now_ms = math.floor(sp_now_us() / 1000)
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl'))
+redis.call('HSET', KEYS[1], 'lease', sp_fmt(now_ms + lease_ms))
+local keep = math.max(lease_ms, ttl)
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep + FENCE_MARGIN_MS)
+return 1
