@@ -19,7 +19,9 @@ _SECRET_KEY = re.compile(
     r"private[_-]?key|cookie|session[_-]?id|card[_-]?number|\bcvv\b|\bcvc\b|\bpan\b",
     re.IGNORECASE,
 )
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@"
+)
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*", re.IGNORECASE)
 _INLINE_SECRET = re.compile(
     r"(?P<key>\b[\w\-]*(?:password|passwd|secret|token|api[_-]?key)[\w\-]*\b)"
@@ -72,8 +74,11 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return redact_value(value)
     if isinstance(value, Mapping):
         return {
-            k: (MASK if isinstance(k, str) and is_secret_key(k) and v is not None
-                else redact(v, _depth + 1))
+            k: (
+                MASK
+                if isinstance(k, str) and is_secret_key(k) and v is not None
+                else redact(v, _depth + 1)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -57,9 +57,21 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "celery", "-A", self.app_module, "worker",
-            "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "-n", self.hostname, "--loglevel", "INFO", *LEAN_FLAGS,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app_module,
+            "worker",
+            "--pool",
+            self.pool,
+            "--concurrency",
+            str(self.concurrency),
+            "-n",
+            self.hostname,
+            "--loglevel",
+            "INFO",
+            *LEAN_FLAGS,
         ]
         if self.queues:
             cmd += ["-Q", ",".join(self.queues)]
@@ -70,7 +82,10 @@ class WorkerProcess:
             self._log_file = self.log_path.open("ab")
         output = self._log_file if self._log_file is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command(), env=self.env, stdout=output, stderr=subprocess.STDOUT,
+            self.command(),
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self

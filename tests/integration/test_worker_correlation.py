@@ -31,7 +31,8 @@ ENQUEUE = textwrap.dedent(
 
 def _task_lines(worker, task_name: str) -> list[dict[str, object]]:
     return [
-        r for r in json_lines(worker.log_text())
+        r
+        for r in json_lines(worker.log_text())
         if r.get("task_name") == task_name and r.get("logger") == "workers.tasks"
     ]
 
@@ -44,15 +45,23 @@ def test_correlation_id_follows_task_and_child(
     proc = subprocess.run(
         [sys.executable, "-c", ENQUEUE, correlation_id],
         env=platform_env(**platform_settings_kwargs),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     task_id = proc.stdout.strip()
 
-    parent = wait_until(lambda: _task_lines(worker, "workers.charge_card"), timeout=30,
-                        message="the worker never logged the task")
-    child = wait_until(lambda: _task_lines(worker, "workers.send_receipt"), timeout=30,
-                       message="the child task never ran")
+    parent = wait_until(
+        lambda: _task_lines(worker, "workers.charge_card"),
+        timeout=30,
+        message="the worker never logged the task",
+    )
+    child = wait_until(
+        lambda: _task_lines(worker, "workers.send_receipt"),
+        timeout=30,
+        message="the child task never ran",
+    )
     assert parent[0]["correlation_id"] == correlation_id
     assert parent[0]["task_id"] == task_id
     assert parent[0]["attempt"] == 1
@@ -64,6 +73,7 @@ def test_task_enqueued_without_id_gets_a_fresh_one(platform_app, worker_factory)
     worker = worker_factory(platform_app)
     platform_app.send_task("workers.send_receipt", args=["b@example.com", "order-1"])
     platform_app.send_task("workers.send_receipt", args=["c@example.com", "order-2"])
+
     def two_lines() -> list[dict[str, object]]:
         found = _task_lines(worker, "workers.send_receipt")
         return found if len(found) >= 2 else []

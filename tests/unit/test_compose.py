@@ -32,14 +32,20 @@ def test_redis_is_durable_and_never_evicts() -> None:
 def test_platform_commands_are_real(service: str, tmp_path) -> None:
     command = list(COMPOSE["services"][service]["command"])
     program = command[0]
-    argv = [sys.executable, "-m", "sandbox_platform"] if program == "sandbox-platform" else [
-        sys.executable, "-m", "celery"]
+    argv = (
+        [sys.executable, "-m", "sandbox_platform"]
+        if program == "sandbox-platform"
+        else [sys.executable, "-m", "celery"]
+    )
     # keep the subcommand path, drop option values that need the services; ask for --help
     words = [w for w in command[1:] if not w.startswith("-")]
     if program == "celery":
         words = command[1:4]
     proc = subprocess.run(
-        [*argv, *words, "--help"], env=platform_env(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/15"),
-        capture_output=True, text=True, timeout=120,
+        [*argv, *words, "--help"],
+        env=platform_env(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/15"),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, f"{shlex.join(command)}: {proc.stderr[-2000:]}"

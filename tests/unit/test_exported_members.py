@@ -13,7 +13,8 @@ def test_all_names_exist_and_are_sorted() -> None:
 
 def test_public_members_are_exported() -> None:
     public = {
-        name for name, value in vars(sandbox_platform).items()
+        name
+        for name, value in vars(sandbox_platform).items()
         if not name.startswith("_") and not getattr(value, "__file__", None)  # skip submodules
     }
     assert public <= set(sandbox_platform.__all__), public - set(sandbox_platform.__all__)

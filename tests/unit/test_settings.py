@@ -65,7 +65,10 @@ BAD_SETTINGS = [
     ({"LIVE_DATABASE_URL": "postgresql://"}, "SANDBOX_PLATFORM_LIVE_DATABASE_URL"),
     ({"MODE": "live"}, "SANDBOX_PLATFORM_LIVE_DATABASE_URL"),
     (
-        {"DATABASE_URL": "postgresql://localhost/app", "LIVE_DATABASE_URL": "postgresql://127.0.0.1:5432/app"},
+        {
+            "DATABASE_URL": "postgresql://localhost/app",
+            "LIVE_DATABASE_URL": "postgresql://127.0.0.1:5432/app",
+        },
         "SANDBOX_PLATFORM_LIVE_DATABASE_URL",
     ),
     ({"VISIBILITY_TIMEOUT": "-5"}, "SANDBOX_PLATFORM_VISIBILITY_TIMEOUT"),
