@@ -55,7 +55,13 @@ def _celery_config(settings: Settings) -> dict[str, Any]:
     coordination = redis_url(settings)
     broker = settings.broker_url or coordination
     backend = coordination if settings.result_backend == "redis" else settings.result_backend
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu scans for unacked messages of dead workers every interval, but by default
+        # only on every 10th call (100 s + the visibility timeout to recover a crashed job).
+        "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_timeout / 4)),
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": celery_url(broker),
         "result_backend": celery_url(backend) if backend else None,

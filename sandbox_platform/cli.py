@@ -6,6 +6,7 @@ variable and exits with code 2 (see :mod:`sandbox_platform.entrypoint`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
+from sandbox_platform.redaction import redact_value
 from sandbox_platform.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
 app.add_typer(db_app, name="db")
+sandbox_app = typer.Typer(no_args_is_help=True, help="The sandbox database.")
+app.add_typer(sandbox_app, name="sandbox")
 console = Console(stderr=True)
 
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -94,6 +98,42 @@ def db_current(
 
     target = _database_url(url, _settings())
     print(f"current={migrate.current_revision(target)} head={migrate.head_revision(target)}")
+
+
+def _load_object(path: str) -> object:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise typer.BadParameter(f"{path!r} is not module:attribute", param_hint="--metadata")
+    value: object = importlib.import_module(module_name)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
+@sandbox_app.command("reset")
+def sandbox_reset(
+    url: Annotated[str | None, typer.Option(help="database URL (default: the sandbox one)")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(help="the app's SQLAlchemy MetaData as module:attribute (repeatable)"),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Recreate the sandbox database's schema from scratch (never the live database)."""
+    from sqlalchemy import MetaData
+
+    from sandbox_platform.db.session import app_metadata, reset_sandbox
+
+    settings = _settings()
+    extra = [_load_object(path) for path in metadata or []]
+    for item in extra:
+        if not isinstance(item, MetaData):
+            raise typer.BadParameter(f"{item!r} is not a MetaData", param_hint="--metadata")
+    target = url or settings.sandbox_database_url
+    if not yes:
+        typer.confirm(f"Drop and recreate every table in {redact_value(target)}?", abort=True)
+    done = reset_sandbox(settings, url, [*app_metadata(), *extra])  # type: ignore[list-item]
+    console.print(f"sandbox database reset: {redact_value(done)}")
 
 
 def _celery_env(settings: Settings) -> dict[str, str]:

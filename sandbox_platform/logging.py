@@ -44,7 +44,7 @@ def _renderer(log_format: str) -> Processor:
 
 
 def configure_logging(
-    log_format: str = "json", level: str = "INFO", stream: Any = None
+    log_format: str = "json", level: str = "INFO", stream: Any = None, *, cache: bool = True
 ) -> None:
     """Route structlog and the standard library (Celery included) through one pipeline."""
     shared = _shared_processors()
@@ -52,7 +52,7 @@ def configure_logging(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

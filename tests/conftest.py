@@ -104,19 +104,62 @@ from tests.helpers import platform_env  # noqa: E402
 
 @pytest.fixture
 def platform_settings_kwargs(redis_url: str, sqlite_url: str, tmp_path: Path) -> dict[str, object]:
-    """Settings every process of one test shares: the test Redis, a SQLite sandbox db."""
+    """Settings every process of one test shares: the test Redis, a migrated SQLite db."""
+    from sandbox_platform.db import migrate
+
+    migrate.upgrade(sqlite_url)
     return {"redis_url": redis_url, "database_url": sqlite_url, "data_dir": tmp_path / "data"}
+
+
+@pytest.fixture
+def pg_databases() -> Iterator[tuple[str, str]]:
+    """Two migrated throw-away PostgreSQL databases: (sandbox, live)."""
+    from sandbox_platform.db import migrate
+
+    sandbox, live = create_pg_database("sp_sandbox"), create_pg_database("sp_live")
+    try:
+        migrate.upgrade(sandbox)
+        migrate.upgrade(live)
+        yield sandbox, live
+    finally:
+        drop_pg_database(sandbox)
+        drop_pg_database(live)
+
+
+@pytest.fixture
+def pg_settings_kwargs(
+    redis_url: str, pg_databases: tuple[str, str], tmp_path: Path
+) -> dict[str, object]:
+    """Settings on PostgreSQL: a sandbox and a live database, both migrated."""
+    sandbox, live = pg_databases
+    return {
+        "redis_url": redis_url,
+        "database_url": sandbox,
+        "live_database_url": live,
+        "data_dir": tmp_path / "data",
+    }
 
 
 @pytest.fixture
 def platform_app(platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
     """A Celery app in the test process, configured like the workers, for enqueuing."""
     from sandbox_platform.celery_app import create_app
+    from sandbox_platform.runtime import reset_runtime
     from sandbox_platform.settings import load_settings
 
+    reset_runtime()
     app = create_app(load_settings(**platform_settings_kwargs))
     yield app
+    reset_runtime()
     app.close()
+
+
+@pytest.fixture
+def guarded(platform_app):  # type: ignore[no-untyped-def]
+    """The test tasks (tests/task_defs.py) declared on the test process's app."""
+    from tests.task_defs import register
+
+    return register(platform_app)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sandbox_platform.redaction import redact, redact_value
 @pytest.fixture
 def log_stream():
     stream = io.StringIO()
-    configure_logging("json", "DEBUG", stream=stream)
+    configure_logging("json", "DEBUG", stream=stream, cache=False)
     yield stream
     structlog.reset_defaults()
     root = logging.getLogger()
@@ -42,8 +42,15 @@ def test_secrets_in_structlog_calls_are_masked(log_stream: io.StringIO) -> None:
         note="retry with password=letmein and token: abc123",
     )
     text = log_stream.getvalue()
-    for secret in ("hunter2", "tok_live_abcdef", "s3cr3t", "eyJhbGciOi", "4111 1111 1111 1111",
-                   "letmein", "abc123"):
+    for secret in (
+        "hunter2",
+        "tok_live_abcdef",
+        "s3cr3t",
+        "eyJhbGciOi",
+        "4111 1111 1111 1111",
+        "letmein",
+        "abc123",
+    ):
         assert secret not in text, secret
     record = _records(log_stream)[0]
     assert record["url"] == "postgresql://app:***@db.internal:5432/app"

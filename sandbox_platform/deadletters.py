@@ -1,0 +1,131 @@
+"""Dead letters: jobs that will not run again by themselves, stored with the full message.
+
+Reasons: ``retries_exhausted``, ``non_retryable``, ``idempotency_conflict``, ``wrong_mode``,
+``poison`` (killed its worker too often), ``unknown_task``, ``rejected``. ``replay`` publishes
+the stored message again with its idempotency key and correlation id, so an effect that
+already happened is not repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from celery import Celery
+from sqlalchemy import select
+
+from sandbox_platform.context import CORRELATION_HEADER
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import DeadLetter, utcnow
+from sandbox_platform.errors import PlatformError
+from sandbox_platform.redaction import redact
+
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "DeadLetterRecord",
+    "list_dead_letters",
+    "replay_dead_letter",
+    "store_dead_letter",
+]
+
+log = structlog.get_logger(__name__)
+
+IDEMPOTENCY_HEADER = "sp_idempotency_key"
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    id: int
+    task_id: str
+    task_name: str
+    reason: str
+    detail: str | None
+    correlation_id: str | None
+    created_at: datetime
+    replayed_at: datetime | None
+    message: dict[str, Any]
+
+
+def store_dead_letter(
+    database_url: str,
+    *,
+    task_id: str,
+    task_name: str,
+    reason: str,
+    detail: str | None,
+    message: dict[str, Any],
+    correlation_id: str | None,
+) -> int:
+    """Store one dead letter now (rare path: a synchronous write is fine); return its id."""
+    with session_scope(database_url) as session:
+        row = DeadLetter(
+            task_id=task_id,
+            task_name=task_name,
+            reason=reason,
+            detail=redact(detail) if detail else None,
+            message=message,
+            correlation_id=correlation_id,
+        )
+        session.add(row)
+        session.flush()
+        dead_letter_id = row.id
+    log.warning(
+        "job dead-lettered",
+        dead_letter_id=dead_letter_id,
+        task_id=task_id,
+        task_name=task_name,
+        reason=reason,
+        detail=detail,
+    )
+    return dead_letter_id
+
+
+def _record(row: DeadLetter) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        id=row.id,
+        task_id=row.task_id,
+        task_name=row.task_name,
+        reason=row.reason,
+        detail=row.detail,
+        correlation_id=row.correlation_id,
+        created_at=row.created_at,
+        replayed_at=row.replayed_at,
+        message=row.message,
+    )
+
+
+def list_dead_letters(
+    database_url: str, *, reason: str | None = None, limit: int = 100
+) -> list[DeadLetterRecord]:
+    with session_scope(database_url) as session:
+        query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if reason:
+            query = query.where(DeadLetter.reason == reason)
+        return [_record(row) for row in session.scalars(query)]
+
+
+def replay_dead_letter(app: Celery, database_url: str, dead_letter_id: int) -> str:
+    """Publish the stored job again (same idempotency key and correlation id); new task id."""
+    with session_scope(database_url) as session:
+        row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
+        if row is None:
+            raise PlatformError(f"no dead letter with id {dead_letter_id}")
+        message = row.message
+        headers = {
+            k: v
+            for k, v in (message.get("headers") or {}).items()
+            if k in (IDEMPOTENCY_HEADER, CORRELATION_HEADER) and v
+        }
+        result = app.send_task(
+            row.task_name,
+            args=message.get("args") or [],
+            kwargs=message.get("kwargs") or {},
+            headers=headers,
+            queue=message.get("queue") or None,
+        )
+        row.replayed_at = utcnow()
+        row.replay_task_id = result.id
+    log.info("dead letter replayed", dead_letter_id=dead_letter_id, task_id=result.id)
+    return str(result.id)

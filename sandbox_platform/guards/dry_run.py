@@ -1,0 +1,196 @@
+"""Dry-run locks: irreversible actions never leave a sandbox process.
+
+Mark a function with :func:`irreversible` (or call it through
+:meth:`DryRunLock.execute`, the seed's API). In **sandbox** mode the function is not called:
+a dry-run event (action, function, redacted arguments, task id, correlation id, time) is
+recorded and logged, and a simulated result is returned — the simulator's, or
+:func:`default_simulation`. In **live** mode the call goes through and is logged.
+
+The mode is the process's (its settings), not the caller's context, so the lock holds for
+every way code can run inside a sandbox worker: direct calls, ``delay``/``apply_async``,
+chains, groups, chords, retries, child tasks and threads started by a task.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+import structlog
+
+from sandbox_platform.context import current_correlation_id
+from sandbox_platform.errors import DryRunError
+from sandbox_platform.jobscope import current_job
+from sandbox_platform.redaction import redact
+from sandbox_platform.settings import Mode
+
+__all__ = ["DryRunLock", "Simulator", "default_simulation", "irreversible"]
+
+log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Simulator = Callable[..., Any]
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def default_simulation(action: str, function: str) -> dict[str, Any]:
+    """What an intercepted action returns when no simulator was given."""
+    return {"dry_run": True, "simulated": True, "action": action, "function": function}
+
+
+def _qualname(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    return f"{module}.{getattr(func, '__qualname__', repr(func))}"
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _arguments(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        bound = inspect.signature(func).bind_partial(*args, **kwargs)
+        named: dict[str, Any] = dict(bound.arguments)
+    except (TypeError, ValueError):
+        named = {"args": list(args), "kwargs": kwargs}
+    return cast(dict[str, Any], redact(_jsonable(named)))
+
+
+class DryRunLock:
+    """The gate every irreversible action passes. ``mode`` decides; ``sink`` records."""
+
+    def __init__(
+        self,
+        mode: Mode | Callable[[], Mode],
+        sink: EventSink | None = None,
+        on_intercept: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._mode = mode
+        self._sink = sink
+        self._on_intercept = on_intercept
+        self.intercepted = 0
+        self.passed = 0
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode() if callable(self._mode) else self._mode
+
+    @property
+    def armed(self) -> bool:
+        """True when irreversible actions are intercepted (sandbox mode)."""
+        return self.mode is Mode.SANDBOX
+
+    def execute(
+        self,
+        action: str,
+        func: Callable[..., R],
+        *args: Any,
+        simulate: Simulator | None = None,
+        **kwargs: Any,
+    ) -> R | Any:
+        """Run ``func(*args, **kwargs)`` in live mode; record and simulate it in sandbox."""
+        if not action or not isinstance(action, str):
+            raise DryRunError("an irreversible action needs a non-empty name")
+        if not callable(func):
+            raise DryRunError(f"action {action!r}: {func!r} is not callable")
+        function = _qualname(func)
+        event = self._event(action, function, func, args, kwargs)
+        if self.mode is Mode.LIVE:
+            self.passed += 1
+            log.info("irreversible action executed", action=action, function=function)
+            return func(*args, **kwargs)
+        result = simulate(*args, **kwargs) if simulate else default_simulation(action, function)
+        self.intercepted += 1
+        event["simulated_result"] = _jsonable(result)
+        self._record(event)
+        log.info(
+            "irreversible action intercepted (dry run)",
+            action=action,
+            function=function,
+            arguments=event["arguments"],
+        )
+        return result
+
+    def _event(
+        self,
+        action: str,
+        function: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        job = current_job()
+        return {
+            "action": action,
+            "function": function,
+            "arguments": _arguments(func, args, kwargs),
+            "intercepted": True,
+            "mode": Mode.SANDBOX.value,
+            "task_id": job.task_id if job else None,
+            "correlation_id": current_correlation_id(),
+        }
+
+    def _record(self, event: dict[str, Any]) -> None:
+        for callback in (self._sink, self._on_intercept):
+            if callback is None:
+                continue
+            try:
+                callback(event)
+            except Exception:
+                log.exception("dry-run event could not be recorded", action=event["action"])
+
+
+_default_lock: DryRunLock | None = None
+
+
+def set_default_lock(lock: DryRunLock | None) -> None:
+    """Install the process's lock (the runtime does this when it starts)."""
+    global _default_lock
+    _default_lock = lock
+
+
+def default_lock() -> DryRunLock:
+    """The process's lock; built from the runtime on first use."""
+    if _default_lock is None:
+        from sandbox_platform.runtime import runtime
+
+        return runtime().dry_run_lock
+    return _default_lock
+
+
+def irreversible(
+    action: str, *, simulate: Simulator | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Mark ``func`` as an irreversible action named ``action``.
+
+    ::
+
+        @irreversible("payment", simulate=lambda order_id, cents: {"charge_id": "sim_1"})
+        def charge(order_id: str, cents: int) -> dict: ...
+    """
+    if not action or not isinstance(action, str):
+        raise DryRunError("irreversible() needs a non-empty action name")
+    if simulate is not None and not callable(simulate):
+        raise DryRunError(f"irreversible({action!r}): simulate must be callable")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            lock = default_lock()
+            return cast(R, lock.execute(action, func, *args, simulate=simulate, **kwargs))
+
+        wrapper.__sandbox_platform_action__ = action  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

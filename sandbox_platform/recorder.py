@@ -1,0 +1,124 @@
+"""Batched writes of the platform's records (job runs, dry-run events) off the hot path.
+
+A task never waits for the database: :meth:`Recorder.add` puts a row on an in-memory buffer
+and a daemon thread writes buffered rows in one ``INSERT`` per table every ``interval``
+seconds (or sooner when ``batch_size`` rows wait). :meth:`Recorder.flush` writes everything
+now; the Celery shutdown signals and ``atexit`` call it, so a warm shutdown loses nothing.
+If the database is down, rows stay buffered (up to ``max_buffer``) and are retried.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from sqlalchemy import insert
+
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import Base
+
+__all__ = ["Recorder"]
+
+log = structlog.get_logger(__name__)
+
+
+class Recorder:
+    """Buffer rows per model and write them in batches on a background thread."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        interval: float = 0.2,
+        batch_size: int = 500,
+        max_buffer: int = 100_000,
+    ) -> None:
+        self.database_url = database_url
+        self.interval = interval
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self._rows: list[tuple[type[Base], dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self.written = 0
+        self.dropped = 0
+        atexit.register(self.close)
+
+    def add(self, model: type[Base], **values: Any) -> None:
+        """Queue one row; never blocks on the database."""
+        self._ensure_thread()
+        with self._lock:
+            if len(self._rows) >= self.max_buffer:
+                self._rows.pop(0)
+                self.dropped += 1
+                log.error("recorder buffer full; oldest row dropped", dropped=self.dropped)
+            self._rows.append((model, values))
+            pending = len(self._rows)
+        if pending >= self.batch_size:
+            self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def flush(self) -> int:
+        """Write every buffered row now; return how many were written."""
+        with self._flush_lock:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return 0
+            try:
+                self._write(rows)
+            except Exception:
+                log.exception("recording rows failed; they stay buffered", rows=len(rows))
+                with self._lock:
+                    self._rows[:0] = rows
+                return 0
+            self.written += len(rows)
+            return len(rows)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (warm shutdown)."""
+        self._stopped.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        if os.getpid() == self._pid:
+            self.flush()
+
+    def _write(self, rows: list[tuple[type[Base], dict[str, Any]]]) -> None:
+        by_model: dict[type[Base], list[dict[str, Any]]] = defaultdict(list)
+        for model, values in rows:
+            by_model[model].append(values)
+        with session_scope(self.database_url) as session:
+            for model, batch in by_model.items():
+                session.execute(insert(model), batch)
+
+    def _ensure_thread(self) -> None:
+        if os.getpid() != self._pid:  # forked: the parent's thread and rows are not ours
+            self._pid = os.getpid()
+            self._thread = None
+            with self._lock:
+                self._rows = []
+        if self._thread is None or not self._thread.is_alive():
+            self._stopped.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name="sandbox-platform-recorder", daemon=True
+            )
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()

@@ -1,0 +1,130 @@
+"""Tasks used by the integration tests. Their real effects go to sinks the tests check:
+a file (one line per real call), Redis lists, or database rows."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+
+from sandbox_platform.celery_app import platform_settings
+from sandbox_platform.db.session import platform_session, register_app_metadata
+from sandbox_platform.guards.dry_run import irreversible
+from sandbox_platform.guards.idempotency import record_effect
+from sandbox_platform.guards.retry import Jitter, RetryPolicy
+from sandbox_platform.jobscope import current_job
+from sandbox_platform.tasks import guarded_task
+
+FAST_RETRY = RetryPolicy(max_retries=2, base=0.05, cap=0.2, jitter=Jitter.NONE)
+
+app_metadata = register_app_metadata(MetaData())
+orders = Table(
+    "test_orders",
+    app_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("value", String(64), nullable=False),
+)
+
+
+def _redis() -> redis.Redis:
+    settings = platform_settings()
+    assert settings.redis_url is not None
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@irreversible("payment", simulate=lambda sink, n: {"simulated_charge": n})
+def real_charge(sink: str, n: int) -> dict[str, Any]:
+    with Path(sink).open("a") as handle:
+        handle.write(f"{n}\n")
+    return {"charged": n}
+
+
+def register(app: Celery) -> SimpleNamespace:
+    """Declare the test tasks on ``app``; return them by name."""
+
+    @guarded_task(app, name="tests.charge")
+    def charge(sink: str, n: int) -> dict[str, Any]:
+        return real_charge(sink, n)
+
+    @guarded_task(app, name="tests.charge_in_thread")
+    def charge_in_thread(sink: str, n: int) -> dict[str, Any]:
+        results: list[dict[str, Any]] = []
+        thread = threading.Thread(target=lambda: results.append(real_charge(sink, n)))
+        thread.start()
+        thread.join()
+        return results[0]
+
+    @guarded_task(app, name="tests.charge_then_child")
+    def charge_then_child(sink: str, n: int) -> dict[str, Any]:
+        charge.delay(sink, n + 1000)
+        return real_charge(sink, n)
+
+    @guarded_task(app, name="tests.add_mark")
+    def add_mark(previous: Any, sink: str, n: int) -> dict[str, Any]:
+        return real_charge(sink, n)
+
+    @guarded_task(app, name="tests.flaky", retry=FAST_RETRY)
+    def flaky(key: str, failures: int) -> int:
+        calls = int(_redis().incr(key))
+        if calls <= failures:
+            raise RuntimeError(f"transient failure {calls}")
+        return calls
+
+    @guarded_task(app, name="tests.always_fails", retry=FAST_RETRY)
+    def always_fails(key: str) -> None:
+        _redis().rpush(key, str(time.time()))
+        raise RuntimeError("permanent failure")
+
+    @guarded_task(app, name="tests.limited", governor=["test-bucket"])
+    def limited(key: str, i: int) -> int:
+        _redis().rpush(key, str(i))
+        return i
+
+    @guarded_task(app, name="tests.effect_once", idempotency_key="{order_id}", idempotency_lease=3)
+    def effect_once(order_id: str, sleep_seconds: float, started_key: str) -> dict[str, Any]:
+        job = current_job()
+        assert job is not None
+        starts = _redis().rpush(started_key, f"{os.getpid()}:{job.fencing_token}")
+        if starts == 1:  # only the first start is slow (the crash test kills it there)
+            time.sleep(sleep_seconds)
+        with platform_session() as session:
+            inserted = record_effect(
+                session,
+                f"effect:{order_id}",
+                task_id=job.task_id,
+                fencing_token=job.fencing_token,
+                result={"order_id": order_id},
+                correlation_id=None,
+            )
+        return {"order_id": order_id, "inserted": inserted}
+
+    @guarded_task(app, name="tests.ttl_once", idempotency_key="{k}", idempotency_ttl=1)
+    def ttl_once(k: str, runs_key: str) -> str:
+        _redis().rpush(runs_key, k)
+        return k
+
+    @guarded_task(app, name="tests.write_order")
+    def write_order(value: str) -> str:
+        with platform_session() as session:
+            session.execute(insert(orders).values(value=value))
+        return value
+
+    return SimpleNamespace(
+        charge=charge,
+        charge_in_thread=charge_in_thread,
+        charge_then_child=charge_then_child,
+        add_mark=add_mark,
+        flaky=flaky,
+        always_fails=always_fails,
+        limited=limited,
+        effect_once=effect_once,
+        write_order=write_order,
+        ttl_once=ttl_once,
+    )
