@@ -19,6 +19,7 @@ import structlog
 from celery import Celery, signals
 from celery.app.task import Task
 
+from sandbox_platform.builtin_tasks import register_builtin_tasks
 from sandbox_platform.context import (
     CORRELATION_HEADER,
     MODE_HEADER,
@@ -90,6 +91,7 @@ def _celery_config(settings: Settings) -> dict[str, Any]:
         "sandbox_platform_redis_url": coordination,
         "sandbox_platform_key_prefix": settings.key_prefix,
         "sandbox_platform_mode": settings.mode.value,
+        "sandbox_platform_leader_ttl": 1.5 * settings.heartbeat_interval,
     }
 
 
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, main: str = "sandbox_platfor
     app = PlatformCelery(main, set_as_current=True)
     app.platform_settings = settings
     app.config_from_object(_celery_config(settings))
+    register_builtin_tasks(app)
     connect_signals()
     return app
 

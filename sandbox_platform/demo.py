@@ -17,7 +17,7 @@ from sandbox_platform.context import bind_correlation_id
 from sandbox_platform.db import migrate
 from sandbox_platform.redis_client import redis_url
 from sandbox_platform.settings import Settings
-from sandbox_platform.workerproc import WorkerProcess
+from sandbox_platform.workerproc import WorkerSubprocess
 
 __all__ = ["run_demo"]
 
@@ -40,7 +40,7 @@ def run_demo(settings: Settings, *, orders: int, timeout: float) -> int:
     from workers import app, tasks  # built from the environment set above
 
     log_path = Path(tempfile.gettempdir()) / f"sandbox-platform-demo-{os.getpid()}.log"
-    worker = WorkerProcess("workers", env=env, log_path=log_path)
+    worker = WorkerSubprocess("workers", env=env, log_path=log_path)
     worker.start()
     try:
         worker.wait_ready(app, timeout=timeout)

@@ -13,17 +13,20 @@ from typing import Any
 
 import redis
 
+from sandbox_platform.alert_wiring import build_dispatcher, wire_alert_sources
+from sandbox_platform.alerts import AlertDispatcher
 from sandbox_platform.db.models import DryRunEvent
 from sandbox_platform.guards.admission import Admitter
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore
+from sandbox_platform.heartbeat import Heartbeat
 from sandbox_platform.hooks import fire_intercepted
 from sandbox_platform.recorder import Recorder
 from sandbox_platform.redis_client import get_redis, redis_url
 from sandbox_platform.settings import Settings
 
-__all__ = ["Runtime", "reset_runtime", "runtime", "set_runtime"]
+__all__ = ["Runtime", "flush_runtime", "reset_runtime", "runtime", "set_runtime"]
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Runtime:
     admitter: Admitter
     recorder: Recorder
     dry_run_lock: DryRunLock
+    heartbeat: Heartbeat
+    alerts: AlertDispatcher
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +51,8 @@ class Runtime:
         def record_dry_run(event: dict[str, Any]) -> None:
             recorder.add(DryRunEvent, **event)
 
+        alerts = build_dispatcher(settings, client)
+        wire_alert_sources(alerts)
         return cls(
             settings=settings,
             redis=client,
@@ -56,10 +63,18 @@ class Runtime:
             dry_run_lock=DryRunLock(
                 settings.mode, sink=record_dry_run, on_intercept=fire_intercepted
             ),
+            heartbeat=Heartbeat(
+                client,
+                interval_seconds=settings.heartbeat_interval,
+                prefix=prefix,
+                database_url=settings.active_database_url,
+            ),
+            alerts=alerts,
         )
 
     def close(self) -> None:
         self.recorder.close()
+        self.alerts.close(timeout=5)
 
 
 _lock = threading.Lock()
@@ -88,6 +103,14 @@ def set_runtime(value: Runtime | None) -> None:
     with _lock:
         _runtime = value
         _pid = os.getpid()
+
+
+def flush_runtime() -> None:
+    """Write what this process's runtime has buffered (warm shutdown); build nothing."""
+    current = _runtime
+    if current is not None and _pid == os.getpid():
+        current.recorder.flush()
+        current.alerts.flush(timeout=5)
 
 
 def reset_runtime() -> None:

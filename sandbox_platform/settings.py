@@ -8,6 +8,7 @@ message is one line naming the variable, which the CLI prints before exiting wit
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ ENV_PREFIX = "SANDBOX_PLATFORM_"
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+_ENFORCE_ISOLATION: ContextVar[bool] = ContextVar("sp_enforce_isolation", default=True)
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", ""}
 
 
@@ -66,6 +68,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
     payload_limit_bytes: int = Field(default=256 * 1024, gt=0, description="max args size")
     key_prefix: str = Field(default="sp", min_length=1, description="prefix of Redis keys")
+    alert_webhook_url: str | None = Field(default=None, description="POST alerts here")
+    alert_webhook_slack: bool = Field(default=False, description="Slack-compatible payload")
+    alert_min_severity: Literal["info", "warning", "error", "critical"] = Field(
+        default="warning", description="lowest severity sent to the webhook"
+    )
+    alert_throttle_seconds: float = Field(default=60.0, gt=0, description="throttle window")
+    readiness_timeout: float = Field(default=5.0, gt=0, description="seconds per check")
+    poison_max_deliveries: int = Field(default=3, ge=1, description="kills before quarantine")
+    retention_days: int = Field(default=30, ge=1, description="days records are kept")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -85,6 +96,13 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _REDIS_SCHEMES or not rest:
             raise ValueError(f"malformed Redis URL (expected {'/'.join(_REDIS_SCHEMES)}://...)")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("malformed webhook URL (expected http:// or https://)")
         return value
 
     @field_validator("result_backend")
@@ -118,9 +136,7 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"{ENV_PREFIX}LIVE_DATABASE_URL", "live mode needs a live database URL"
             )
-        if self.live_database_url and database_identity(
-            self.sandbox_database_url
-        ) == database_identity(self.live_database_url):
+        if not self.isolated and _ENFORCE_ISOLATION.get():
             raise IsolationError(
                 f"{ENV_PREFIX}LIVE_DATABASE_URL",
                 "sandbox and live database URLs point at the same database; refusing to start",
@@ -128,6 +144,15 @@ class Settings(BaseSettings):
         return self
 
     # -- derived values -------------------------------------------------------------------
+
+    @property
+    def isolated(self) -> bool:
+        """False when the sandbox and live URLs name the same database."""
+        if not self.live_database_url:
+            return True
+        return database_identity(self.sandbox_database_url) != database_identity(
+            self.live_database_url
+        )
 
     @property
     def sandbox_database_url(self) -> str:
@@ -179,8 +204,13 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return f"{ENV_PREFIX}{field.upper()}" if field else f"{ENV_PREFIX}*"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings once; raise a one-line :class:`SettingsError`."""
+def load_settings(*, enforce_isolation: bool = True, **overrides: Any) -> Settings:
+    """Read and validate the settings once; raise a one-line :class:`SettingsError`.
+
+    ``enforce_isolation=False`` is for the readiness report only: it loads settings whose
+    sandbox and live databases coincide so the report can say NO-GO with a reason code.
+    """
+    token = _ENFORCE_ISOLATION.set(enforce_isolation)
     try:
         return Settings(**overrides)
     except SettingsError:
@@ -194,3 +224,5 @@ def load_settings(**overrides: Any) -> Settings:
         if first["type"] == "enum":
             message = f"unknown value {first.get('input')!r} ({message})"
         raise SettingsError(_env_name(first["loc"]), message) from None
+    finally:
+        _ENFORCE_ISOLATION.reset(token)

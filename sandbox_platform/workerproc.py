@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from celery import Celery
 
-__all__ = ["WorkerProcess", "wait_for_ping"]
+__all__ = ["WorkerSubprocess", "wait_for_ping"]
 
 LEAN_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
@@ -29,7 +29,7 @@ def wait_for_ping(app: Celery, hostname: str, timeout: float) -> bool:
     return False
 
 
-class WorkerProcess:
+class WorkerSubprocess:
     """One ``celery -A <module> worker`` subprocess, stopped by its pid."""
 
     def __init__(
@@ -77,7 +77,7 @@ class WorkerProcess:
             cmd += ["-Q", ",".join(self.queues)]
         return [*cmd, *self.extra_args]
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> WorkerSubprocess:
         if self.log_path is not None:
             self._log_file = self.log_path.open("ab")
         output = self._log_file if self._log_file is not None else subprocess.DEVNULL

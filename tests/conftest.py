@@ -165,14 +165,14 @@ def guarded(platform_app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
     """Start real ``celery worker`` processes; every one is stopped by its pid afterwards."""
-    from sandbox_platform.workerproc import WorkerProcess
+    from sandbox_platform.workerproc import WorkerSubprocess
 
-    started: list[WorkerProcess] = []
+    started: list[WorkerSubprocess] = []
 
     def start(app, app_module: str = "workers", *, wait: bool = True, **overrides: object):  # type: ignore[no-untyped-def]
         settings = {**platform_settings_kwargs, **overrides}
         index = len(started) + 1
-        worker = WorkerProcess(
+        worker = WorkerSubprocess(
             app_module,
             hostname=f"test{index}-{uuid.uuid4().hex[:6]}@localhost",
             env=platform_env(**settings),
