@@ -1,8 +1,16 @@
-"""The scheduler entry point: ``celery -A beat beat``. The schedule lives in beat.schedule."""
+"""The scheduler entry point: ``celery -A beat beat``.
 
+Any number of beats may run: the LeaderScheduler lets only the holder of a Redis lease send,
+and a standby takes over within two heartbeat intervals when the leader dies. The schedule
+lives in :mod:`beat.schedule`.
+"""
+
+from beat.schedule import beat_schedule
 from sandbox_platform.celery_app import create_app
 from sandbox_platform.entrypoint import exit_on_settings_error
 
 app = exit_on_settings_error(create_app)
+app.conf.beat_schedule = beat_schedule(app.platform_settings)
+app.conf.beat_scheduler = "sandbox_platform.beat_scheduler:LeaderScheduler"
 
 __all__ = ["app"]

@@ -53,10 +53,18 @@ def _canary(token: str) -> str:
 
 
 def _housekeeping(tick_id: str | None = None) -> dict[str, int]:
-    """Delete records older than the retention period; return how many per table."""
+    """Delete records older than the retention period; return how many per table.
+
+    One run per tick id across the cluster (a Redis claim), whichever beat sent it.
+    """
     from sandbox_platform.runtime import runtime
 
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
+    claim = f"{settings.key_prefix}:housekeeping:{tick_id}"
+    if tick_id and not rt.redis.set(claim, "1", nx=True, ex=7 * 24 * 3600):
+        log.info("housekeeping tick already ran", tick_id=tick_id)
+        return {}
     cutoff = utcnow() - timedelta(days=settings.retention_days)
     deleted: dict[str, int] = {}
     with session_scope(settings.active_database_url) as session:

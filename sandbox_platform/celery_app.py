@@ -149,19 +149,80 @@ def _on_task_postrun(**_kwargs: Any) -> None:
     structlog.contextvars.clear_contextvars()
 
 
+def _message_record(message: Any) -> dict[str, Any]:
+    """What we keep of a message the worker could not run (headers and decoded body)."""
+    headers = dict(getattr(message, "headers", None) or {})
+    try:
+        body: Any = message.decode()
+    except Exception:
+        raw = getattr(message, "body", b"")
+        body = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    args, kwargs = ([], {})
+    if isinstance(body, list | tuple) and len(body) >= 2:
+        args, kwargs = list(body[0]), dict(body[1])
+    return {
+        "task": headers.get("task"),
+        "args": args,
+        "kwargs": kwargs,
+        "headers": headers,
+        "body": body if not args and not kwargs else None,
+    }
+
+
+def _dead_letter_message(reason: str, message: Any, exc: Any) -> None:
+    try:
+        from sandbox_platform.deadletters import store_dead_letter
+
+        record = _message_record(message)
+        headers = record["headers"]
+        store_dead_letter(
+            platform_settings().active_database_url,
+            task_id=str(headers.get("id") or ""),
+            task_name=str(headers.get("task") or "?"),
+            reason=reason,
+            detail=repr(exc),
+            message=record,
+            correlation_id=headers.get(CORRELATION_HEADER),
+        )
+    except Exception:
+        log.exception("could not dead-letter a message", reason=reason)
+
+
+def _on_task_unknown(message: Any = None, exc: Any = None, **_kwargs: Any) -> None:
+    _dead_letter_message("unknown_task", message, exc)
+
+
+def _on_task_rejected(message: Any = None, exc: Any = None, **_kwargs: Any) -> None:
+    _dead_letter_message("rejected", message, exc)
+
+
 def _on_worker_process_init(**_kwargs: Any) -> None:
     dispose_engines()
     reset_clients()
 
 
 def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
+    from sandbox_platform.worker_services import start_worker_services
+
     settings = platform_settings()
-    log.info(
-        "worker ready",
-        hostname=getattr(sender, "hostname", socket.gethostname()),
-        pid=os.getpid(),
-        mode=settings.mode.value,
-    )
+    hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
+    log.info("worker ready", hostname=hostname, pid=os.getpid(), mode=settings.mode.value)
+    start_worker_services(hostname)
+
+
+def _on_worker_shutdown(**_kwargs: Any) -> None:
+    """Warm shutdown: stop the side services, write every buffered record."""
+    from sandbox_platform.runtime import flush_runtime
+    from sandbox_platform.worker_services import stop_worker_services
+
+    stop_worker_services()
+    flush_runtime()
+
+
+def _on_worker_process_shutdown(**_kwargs: Any) -> None:
+    from sandbox_platform.runtime import flush_runtime
+
+    flush_runtime()
 
 
 _RECEIVERS = (
@@ -170,7 +231,11 @@ _RECEIVERS = (
     (signals.task_prerun, _on_task_prerun),
     (signals.task_postrun, _on_task_postrun),
     (signals.worker_process_init, _on_worker_process_init),
+    (signals.task_unknown, _on_task_unknown),
+    (signals.task_rejected, _on_task_rejected),
     (signals.worker_ready, _on_worker_ready),
+    (signals.worker_shutdown, _on_worker_shutdown),
+    (signals.worker_process_shutdown, _on_worker_process_shutdown),
 )
 
 

@@ -169,7 +169,14 @@ def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):
 
     started: list[WorkerSubprocess] = []
 
-    def start(app, app_module: str = "workers", *, wait: bool = True, **overrides: object):  # type: ignore[no-untyped-def]
+    def start(
+        app,
+        app_module: str = "workers",
+        *,
+        wait: bool = True,
+        pool: str = "solo",  # type: ignore[no-untyped-def]
+        **overrides: object,
+    ):
         settings = {**platform_settings_kwargs, **overrides}
         index = len(started) + 1
         worker = WorkerSubprocess(
@@ -177,6 +184,7 @@ def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):
             hostname=f"test{index}-{uuid.uuid4().hex[:6]}@localhost",
             env=platform_env(**settings),
             log_path=tmp_path / f"worker-{index}.log",
+            pool=pool,
         )
         started.append(worker)
         worker.start()

@@ -4,6 +4,7 @@ a file (one line per real call), Redis lists, or database rows."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -110,6 +111,21 @@ def register(app: Celery) -> SimpleNamespace:
         _redis().rpush(runs_key, k)
         return k
 
+    @guarded_task(
+        app, name="tests.fails_until_fixed", idempotency_key="{order_id}", retry=FAST_RETRY
+    )
+    def fails_until_fixed(order_id: str, runs_key: str) -> str:
+        client = _redis()
+        if not client.exists("fixed"):
+            raise RuntimeError(f"order {order_id} cannot be processed yet")
+        client.rpush(runs_key, order_id)
+        return order_id
+
+    @guarded_task(app, name="tests.poison")
+    def poison(marker_key: str) -> None:
+        _redis().rpush(marker_key, str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
     @guarded_task(app, name="tests.write_order")
     def write_order(value: str) -> str:
         with platform_session() as session:
@@ -127,4 +143,6 @@ def register(app: Celery) -> SimpleNamespace:
         effect_once=effect_once,
         write_order=write_order,
         ttl_once=ttl_once,
+        fails_until_fixed=fails_until_fixed,
+        poison=poison,
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import structlog
 from celery.exceptions import Ignore, Reject, Retry
 
+from sandbox_platform.alerts import Severity
 from sandbox_platform.context import CORRELATION_HEADER, MODE_HEADER, current_correlation_id
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.deadletters import IDEMPOTENCY_HEADER, store_dead_letter
@@ -94,6 +95,7 @@ def run_guarded(task: GuardedTask, args: tuple[Any, ...], kwargs: dict[str, Any]
     rt = runtime()
     job = _Job(task, args, kwargs, rt, time.perf_counter(), datetime.now(UTC))
     _check_mode(job)
+    _check_poison(job)
     early = _admit(job)
     if early is not None:
         return early.value()
@@ -122,6 +124,36 @@ def _check_mode(job: _Job) -> None:
         raise Ignore()
 
 
+# -- poison ---------------------------------------------------------------------------------
+
+
+def _check_poison(job: _Job) -> None:
+    """Quarantine a job whose deliveries keep killing workers (counted per redelivery)."""
+    info = job.task.request.delivery_info or {}
+    if not info.get("redelivered"):
+        return
+    settings = job.rt.settings
+    key = f"{settings.key_prefix}:deliveries:{{{job.task.request.id}}}"
+    pipe = job.rt.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, 24 * 3600)
+    redeliveries = int(pipe.execute()[0])
+    if redeliveries < settings.poison_max_deliveries:
+        log.warning("job redelivered after a lost worker", redeliveries=redeliveries)
+        return
+    detail = f"redelivered {redeliveries} times after its worker was lost; quarantined"
+    _dead_letter(job, "poison", detail)
+    job.rt.alerts.alert(
+        Severity.ERROR,
+        "poison_quarantined",
+        f"{job.task.name}: {detail}",
+        task=job.task.name,
+        task_id=job.task.request.id,
+        redeliveries=redeliveries,
+    )
+    raise Ignore()
+
+
 # -- idempotency + governor -----------------------------------------------------------------
 
 
@@ -143,6 +175,13 @@ def _admit(job: _Job) -> Admission | None:
             ttl=task.sp_idempotency_ttl,
         )
     except GovernorUnavailable as exc:
+        job.rt.alerts.alert(
+            Severity.CRITICAL,
+            "redis_unreachable",
+            f"governor Redis unreachable: {exc}",
+            key="governor",
+            task=task.name,
+        )
         _on_error(job, exc)
     if admission.status == "acquired":
         job.token = admission.token

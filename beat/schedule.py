@@ -1,0 +1,34 @@
+"""The platform's beat schedule: the heartbeat every interval, housekeeping hourly.
+
+Each entry opts in to a ``tick_id`` keyword argument, which the LeaderScheduler fills with
+``"<entry>:<slot start>"``; whichever beat sends a slot, the tick runs once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox_platform.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK
+from sandbox_platform.settings import Settings
+
+__all__ = ["HOUSEKEEPING_SECONDS", "beat_schedule"]
+
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    interval = settings.heartbeat_interval
+    return {
+        "sandbox-platform-heartbeat": {
+            "task": HEARTBEAT_TASK,
+            "schedule": interval,
+            "kwargs": {"tick_id": None},
+            "options": {"expires": max(2 * interval, 1.0)},
+        },
+        "sandbox-platform-housekeeping": {
+            "task": HOUSEKEEPING_TASK,
+            "schedule": HOUSEKEEPING_SECONDS,
+            "kwargs": {"tick_id": None},
+            "options": {"expires": HOUSEKEEPING_SECONDS},
+        },
+    }

@@ -1,0 +1,78 @@
+"""What runs beside the consumer in each worker process: liveness and the beat watchdog.
+
+Started on ``worker_ready`` and stopped on ``worker_shutdown`` (see celery_app). The
+liveness key (TTL interval + 1) tells readiness and the status page this worker is alive;
+the watchdog raises one critical alert across the cluster when beat's heartbeat goes
+stale and one info alert when it recovers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+
+from sandbox_platform.alerts import Severity
+from sandbox_platform.runtime import Runtime, runtime
+from sandbox_platform.watchdog import BeatWatchdog
+
+__all__ = ["WorkerServices", "start_worker_services", "stop_worker_services"]
+
+log = structlog.get_logger(__name__)
+
+
+class WorkerServices:
+    def __init__(self, rt: Runtime, hostname: str) -> None:
+        self.rt = rt
+        self.hostname = hostname
+        self.interval = rt.settings.heartbeat_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._touch_loop, name="sandbox-platform-liveness", daemon=True
+        )
+        self.watchdog = BeatWatchdog(
+            rt.heartbeat,
+            rt.redis,
+            alert=self._alert,
+            prefix=rt.settings.key_prefix,
+            name=hostname,
+        )
+
+    def _alert(self, severity: str, kind: str, message: str, context: dict[str, Any]) -> None:
+        self.rt.alerts.alert(Severity.parse(severity), kind, message, **context)
+
+    def _touch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.rt.heartbeat.touch_worker(self.hostname, self.interval + 1)
+            except Exception:
+                log.exception("worker liveness update failed", worker=self.hostname)
+            self._stop.wait(self.interval / 2)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.watchdog.start(self.interval / 2)
+        log.info("worker services started", worker=self.hostname, interval=self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watchdog.stop()
+        self._thread.join(timeout=5)
+
+
+_services: WorkerServices | None = None
+
+
+def start_worker_services(hostname: str) -> None:
+    global _services
+    if _services is None:
+        _services = WorkerServices(runtime(), hostname)
+        _services.start()
+
+
+def stop_worker_services() -> None:
+    global _services
+    if _services is not None:
+        _services.stop()
+        _services = None

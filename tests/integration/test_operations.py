@@ -1,0 +1,205 @@
+"""Operations with real workers: alerts to a real HTTP receiver, throttled denials, dead
+letters and replay, poison quarantine, and nothing lost on a warm shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from sandbox_platform.context import bind_correlation_id
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import Alert, DeadLetter, JobRun
+from sandbox_platform.guards.governor import Governor
+from tests.helpers import platform_env, wait_until
+
+pytestmark = pytest.mark.slow
+WORKER_APP = "tests.worker_app"
+
+
+@pytest.fixture
+def platform_settings_kwargs(pg_settings_kwargs):  # type: ignore[no-untyped-def]
+    return pg_settings_kwargs
+
+
+class Receiver:
+    """A real local HTTP server collecting JSON POSTs."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                receiver.posts.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def _alerts(url: str, kind: str) -> list[Alert]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(Alert).where(Alert.kind == kind).order_by(Alert.id)))
+
+
+def _dead_letters(url: str) -> list[DeadLetter]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id)))
+
+
+def test_final_failure_sends_exactly_one_error_alert_to_the_webhook(
+    guarded, worker_factory, platform_app, receiver, pg_databases
+) -> None:
+    sandbox_db, _ = pg_databases
+    worker = worker_factory(platform_app, WORKER_APP, alert_webhook_url=receiver.url)
+    with bind_correlation_id("corr-final-failure"):
+        guarded.always_fails.delay("fail-calls")
+    wait_until(lambda: receiver.posts, timeout=60, message="no alert reached the receiver")
+    worker.stop()  # a warm shutdown flushes the webhook queue: nothing else is pending
+    failures = [p for p in receiver.posts if p.get("kind") == "task_failed"]
+    assert len(failures) == 1, receiver.posts
+    assert failures[0]["severity"] == "error"
+    assert failures[0]["correlation_id"] == "corr-final-failure"
+    assert len(_alerts(sandbox_db, "task_failed")) == 1
+
+
+def test_governor_denials_produce_one_warning_and_a_suppressed_count(
+    guarded, worker_factory, platform_app, redis_client, pg_databases
+) -> None:
+    sandbox_db, _ = pg_databases
+    governor = Governor(redis_client, "sp")
+    governor.set_limit("test-bucket", 1, 3600.0)
+    worker_factory(platform_app, WORKER_APP, alert_throttle_seconds=3)
+    for i in range(100):
+        guarded.limited.delay("denied-done", i)
+    wait_until(
+        lambda: governor.denials("test-bucket") >= 99,
+        timeout=60,
+        message="the governor did not deny the burst",
+    )
+    warnings = wait_until(lambda: _alerts(sandbox_db, "governor_denied"), timeout=10)
+    assert len(warnings) == 1 and warnings[0].severity == "warning"
+    assert redis_client.llen("denied-done") == 1
+
+    def second_window() -> list[Alert]:
+        guarded.limited.delay("denied-done", 1000)  # one more denial after the window
+        found = _alerts(sandbox_db, "governor_denied")
+        return found if len(found) >= 2 else []
+
+    later = wait_until(second_window, timeout=30, interval=1.0)
+    assert later[1].suppressed >= 98
+
+
+def test_exhausted_job_is_dead_lettered_and_replay_runs_it_once(
+    guarded, worker_factory, platform_app, redis_client, pg_databases, platform_settings_kwargs
+) -> None:
+    sandbox_db, _ = pg_databases
+    worker_factory(platform_app, WORKER_APP)
+    with bind_correlation_id("corr-replay"):
+        guarded.fails_until_fixed.delay("order-9", "fixed-runs")
+    letters = wait_until(lambda: _dead_letters(sandbox_db), timeout=60)
+    assert letters[0].reason == "retries_exhausted"
+    assert letters[0].correlation_id == "corr-replay"
+
+    env = platform_env(**platform_settings_kwargs)
+    listed = subprocess.run(
+        [sys.executable, "-m", "sandbox_platform", "dead-letters", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["reason"] == "retries_exhausted"
+
+    redis_client.set("fixed", 1)
+    for _ in range(2):  # replaying twice must not repeat the effect (same idempotency key)
+        replay = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sandbox_platform",
+                "dead-letters",
+                "replay",
+                str(letters[0].id),
+                "--app",
+                WORKER_APP,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert replay.returncode == 0, replay.stderr
+        wait_until(lambda: redis_client.llen("fixed-runs") >= 1, timeout=30)
+
+    def replays_done() -> bool:
+        with session_scope(sandbox_db) as session:
+            runs = session.scalars(
+                select(JobRun).where(
+                    JobRun.task_name == "tests.fails_until_fixed",
+                    JobRun.state.in_(("succeeded", "deduplicated")),
+                )
+            ).all()
+        return len(runs) >= 2
+
+    wait_until(replays_done, timeout=30)
+    assert redis_client.lrange("fixed-runs", 0, -1) == [b"order-9"]
+
+
+def test_poison_job_is_quarantined_after_killing_workers(
+    guarded, worker_factory, platform_app, redis_client, pg_databases
+) -> None:
+    sandbox_db, _ = pg_databases
+    worker_factory(platform_app, WORKER_APP, pool="prefork")
+    guarded.poison.delay("poison-starts")
+    letters = wait_until(
+        lambda: _dead_letters(sandbox_db), timeout=90, message="the poison job was not quarantined"
+    )
+    assert letters[0].reason == "poison"
+    assert redis_client.llen("poison-starts") == 3  # default poison_max_deliveries
+    assert len(_alerts(sandbox_db, "poison_quarantined")) == 1
+
+
+def test_warm_shutdown_loses_no_run_record(
+    guarded, worker_factory, platform_app, redis_client, pg_databases
+) -> None:
+    sandbox_db, _ = pg_databases
+    worker = worker_factory(platform_app, WORKER_APP)
+    for i in range(50):
+        guarded.limited.delay("warm-done", i)
+    wait_until(lambda: redis_client.llen("warm-done") >= 50, timeout=60)
+    worker.stop()  # SIGTERM right away: buffered records must be written before exit
+    with session_scope(sandbox_db) as session:
+        count = session.scalar(
+            select(func.count()).select_from(JobRun).where(JobRun.task_name == "tests.limited")
+        )
+    assert count == 50
