@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func, select
 
 from sandbox_platform.context import bind_correlation_id
 from sandbox_platform.db import migrate
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import DryRunEvent
 from sandbox_platform.redis_client import redis_url
 from sandbox_platform.settings import Settings
 from sandbox_platform.workerproc import WorkerSubprocess
@@ -28,6 +33,26 @@ def _demo_env(settings: Settings) -> dict[str, str]:
     env["SANDBOX_PLATFORM_RESULT_BACKEND"] = settings.result_backend or "redis"
     env["SANDBOX_PLATFORM_DATA_DIR"] = str(settings.data_dir)
     return env
+
+
+def _wait_for_intercepts(
+    settings: Settings, correlation_id: str, expected: int, timeout: float
+) -> int:
+    """Dry-run events of this demo's correlation id, once the worker has written them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(settings.active_database_url) as session:
+            count = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(DryRunEvent)
+                    .where(DryRunEvent.correlation_id == correlation_id)
+                )
+                or 0
+            )
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
 
 
 def run_demo(settings: Settings, *, orders: int, timeout: float) -> int:
@@ -45,17 +70,31 @@ def run_demo(settings: Settings, *, orders: int, timeout: float) -> int:
     try:
         worker.wait_ready(app, timeout=timeout)
         console.print(f"worker {worker.hostname} (pid {worker.pid}) ready")
+        run = uuid.uuid4().hex[:6]
         with bind_correlation_id() as correlation_id:
             results = [
-                tasks.charge_card.delay(f"order-{n}", 1000 + n, email=f"buyer{n}@example.com")
+                tasks.charge_card.delay(f"order-{run}-{n}", 1000 + n, email=f"buyer{n}@example.com")
                 for n in range(1, orders + 1)
             ]
-        table = Table("task id", "order", "status", title=f"correlation id {correlation_id}")
+        table = Table(
+            "task id", "order", "status", "charge", title=f"correlation id {correlation_id}"
+        )
         for result in results:
             value = result.get(timeout=timeout)
-            table.add_row(result.id, str(value.get("order_id")), str(value.get("status")))
+            charge = value.get("charge") or {}
+            table.add_row(
+                result.id,
+                str(value.get("order_id")),
+                str(value.get("status")),
+                str(charge.get("charge_id")),
+            )
         console.print(table)
-        console.print(f"{orders} orders processed; worker log: {log_path}")
+        intercepted = _wait_for_intercepts(settings, correlation_id, 2 * orders, timeout)
+        console.print(
+            f"{orders} orders processed; {intercepted} irreversible calls (charges and "
+            f"receipts) intercepted and recorded in the {settings.mode.value} database; "
+            f"worker log: {log_path}"
+        )
         return 0
     finally:
         worker.stop()

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     readiness_timeout: float = Field(default=5.0, gt=0, description="seconds per check")
     poison_max_deliveries: int = Field(default=3, ge=1, description="kills before quarantine")
     retention_days: int = Field(default=30, ge=1, description="days records are kept")
+    skip_readiness: bool = Field(
+        default=False, description="live workers start even on a NO-GO readiness report"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -24,11 +24,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import redis
 from celery import Celery, Task
 from celery.result import AsyncResult
 
 from sandbox_platform.deadletters import IDEMPOTENCY_HEADER
-from sandbox_platform.errors import CountdownTooLongError, IdempotencyConflict, UnknownTaskError
+from sandbox_platform.errors import (
+    CountdownTooLongError,
+    EnqueueError,
+    IdempotencyConflict,
+    UnknownTaskError,
+)
 from sandbox_platform.guards.governor import resolve_resource
 from sandbox_platform.guards.idempotency import fingerprint
 from sandbox_platform.guards.retry import RetryPolicy, check_countdown
@@ -209,10 +215,16 @@ class GuardedTask(Task[Any, Any]):
         redis_key = f"{rt.settings.key_prefix}:enq:{{{key}}}"
         ttl = max(1, int(self.sp_idempotency_ttl))
         mine = f"{task_id} {args_fingerprint}"
-        # SET NX GET: one round trip that claims the key or returns the first job's claim.
-        existing = rt.redis.set(redis_key, mine, nx=True, ex=ttl, get=True)
+        try:
+            if rt.redis.set(redis_key, mine, nx=True, ex=ttl):
+                return None  # the first publication under this key: one round trip
+            existing = rt.redis.get(redis_key)
+        except redis.RedisError as exc:
+            raise EnqueueError(
+                f"{self.name}: Redis unreachable for enqueue dedupe: {exc}"
+            ) from None
         if existing is None:
-            return None
+            return None  # expired in between: this one is the first now
         first_id, _, first_fingerprint = (
             existing.decode() if isinstance(existing, bytes) else str(existing)
         ).partition(" ")

@@ -12,8 +12,10 @@ import threading
 from typing import Any
 
 import structlog
+from celery import Celery
 
 from sandbox_platform.alerts import Severity
+from sandbox_platform.limits import apply_default_limits
 from sandbox_platform.runtime import Runtime, runtime
 from sandbox_platform.watchdog import BeatWatchdog
 
@@ -64,8 +66,12 @@ class WorkerServices:
 _services: WorkerServices | None = None
 
 
-def start_worker_services(hostname: str) -> None:
+def start_worker_services(hostname: str, app: Celery | None = None) -> None:
     global _services
+    if app is not None:
+        applied = apply_default_limits(app, runtime().governor)
+        if applied:
+            log.info("default governor limits applied", resources=applied)
     if _services is None:
         _services = WorkerServices(runtime(), hostname)
         _services.start()

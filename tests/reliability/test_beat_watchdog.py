@@ -5,6 +5,7 @@ exactly one recovery alert."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -93,7 +94,7 @@ def test_two_beats_failover_and_watchdog_alerts(
     )
     slots = [_slot(t) for t in ticks]
     assert len(slots) == len(set(slots))
-    assert all(b - a == INTERVAL for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b - a == INTERVAL for a, b in itertools.pairwise(slots))
 
     # Kill the leader: the standby leads within two intervals.
     lease = LeaderLease(client, "beat", holder_id="observer", ttl_seconds=3)

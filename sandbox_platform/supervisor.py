@@ -1,0 +1,78 @@
+"""Run worker/beat processes side by side and keep them running.
+
+A child that dies (a crash, an out-of-memory kill) is started again after a short,
+growing pause; a child that exits with a configuration error (2) or a readiness NO-GO (3)
+stops the whole group with that code, since starting it again cannot help. SIGINT and
+SIGTERM are forwarded to every child (Celery's warm shutdown) and end supervision.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+
+import structlog
+
+__all__ = ["FATAL_EXIT_CODES", "Supervisor"]
+
+log = structlog.get_logger(__name__)
+
+FATAL_EXIT_CODES = frozenset({2, 3})
+
+
+class Supervisor:
+    def __init__(
+        self,
+        commands: Sequence[Sequence[str]],
+        env: dict[str, str],
+        *,
+        restart: bool = True,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.commands = [list(c) for c in commands]
+        self.env = env
+        self.restart = restart
+        self.max_backoff = max_backoff
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.restarts = [0] * len(self.commands)
+        self._stopping = threading.Event()
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.commands[index], env=self.env)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        self._stopping.set()
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def run(self) -> int:
+        """Supervise until every child has exited after a stop; return the worst code."""
+        self.children = [self._spawn(i) for i in range(len(self.commands))]
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, _f: self.stop(signum))
+            signal.signal(signal.SIGINT, lambda signum, _f: self.stop(signum))
+        fatal = 0
+        while not self._stopping.is_set():
+            for index, child in enumerate(self.children):
+                code = child.poll()
+                if code is None or self._stopping.is_set():
+                    continue
+                if code in FATAL_EXIT_CODES or not self.restart:
+                    fatal = code
+                    log.error("child exited; stopping", command=self.commands[index][:6], code=code)
+                    self.stop()
+                    break
+                self.restarts[index] += 1
+                pause = min(self.max_backoff, 0.5 * 2 ** min(self.restarts[index], 6))
+                log.warning(
+                    "child died; restarting", code=code, pause=pause, restarts=self.restarts[index]
+                )
+                self._stopping.wait(pause)
+                if not self._stopping.is_set():
+                    self.children[index] = self._spawn(index)
+            self._stopping.wait(0.5)
+        codes = [child.wait() for child in self.children]
+        return fatal or max((c for c in codes if c > 0), default=0)
