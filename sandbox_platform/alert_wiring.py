@@ -25,7 +25,7 @@ from sandbox_platform.alerts import (
 from sandbox_platform.hooks import on_denied, on_intercepted
 from sandbox_platform.settings import Settings
 
-__all__ = ["build_dispatcher", "wire_alert_sources"]
+__all__ = ["alert_readiness_no_go", "build_dispatcher", "wire_alert_sources"]
 
 THROTTLED_KINDS = ("governor_denied", "dry_run_intercepted", "redis_unreachable")
 
@@ -73,3 +73,16 @@ def wire_alert_sources(dispatcher: AlertDispatcher) -> None:
 
     on_denied(denied, uid="sandbox_platform.alerts.denied")
     on_intercepted(intercepted, uid="sandbox_platform.alerts.intercepted")
+
+
+def alert_readiness_no_go(report: Any) -> None:
+    """A critical alert for a NO-GO readiness report (``on_no_go`` of ReadinessChecker)."""
+    from sandbox_platform.runtime import runtime
+
+    runtime().alerts.alert(
+        Severity.CRITICAL,
+        "readiness_no_go",
+        f"readiness NO-GO: {', '.join(report.reasons)}",
+        key="readiness",
+        reasons=list(report.reasons),
+    )

@@ -201,13 +201,21 @@ def _on_worker_process_init(**_kwargs: Any) -> None:
     reset_clients()
 
 
+def _on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
+    from sandbox_platform.live_gate import check_live_worker
+
+    app = getattr(sender, "app", None)
+    if isinstance(app, Celery):
+        check_live_worker(platform_settings(), app)
+
+
 def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
     from sandbox_platform.worker_services import start_worker_services
 
     settings = platform_settings()
     hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
     log.info("worker ready", hostname=hostname, pid=os.getpid(), mode=settings.mode.value)
-    start_worker_services(hostname)
+    start_worker_services(hostname, getattr(sender, "app", None))
 
 
 def _on_worker_shutdown(**_kwargs: Any) -> None:
@@ -233,6 +241,7 @@ _RECEIVERS = (
     (signals.worker_process_init, _on_worker_process_init),
     (signals.task_unknown, _on_task_unknown),
     (signals.task_rejected, _on_task_rejected),
+    (signals.worker_init, _on_worker_init),
     (signals.worker_ready, _on_worker_ready),
     (signals.worker_shutdown, _on_worker_shutdown),
     (signals.worker_process_shutdown, _on_worker_process_shutdown),

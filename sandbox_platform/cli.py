@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sandbox_platform.cli_ops import dead_letters_app, status_command
 from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
 from sandbox_platform.redaction import redact_value
@@ -32,6 +33,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
 app.add_typer(db_app, name="db")
 sandbox_app = typer.Typer(no_args_is_help=True, help="The sandbox database.")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.command("status")(status_command)
 console = Console(stderr=True)
 
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -203,6 +206,110 @@ def demo(
     from sandbox_platform.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), orders=orders, timeout=timeout))
+
+
+# -- readiness (begin) ----------------------------------------------------------------------
+
+
+def _readiness_settings() -> Settings:
+    """Settings even when sandbox and live coincide: the report then says NO-GO, exit 1."""
+    from sandbox_platform.errors import IsolationError
+
+    try:
+        return load_settings()
+    except IsolationError:
+        try:
+            return load_settings(enforce_isolation=False)
+        except SettingsError as error:
+            settings_error_exit(error)
+    except SettingsError as error:
+        settings_error_exit(error)
+
+
+def _readiness_app(app_module: str, settings: Settings, notes: list[str]) -> object:
+    """``<module>.app`` for its task registry; else an app built from the settings."""
+    import contextlib
+    import io
+
+    from celery import Celery
+
+    from sandbox_platform.celery_app import create_app
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            candidate = importlib.import_module(app_module).app
+        sys.stderr.write(captured.getvalue())
+        if isinstance(candidate, Celery):
+            return candidate
+        problem = f"{app_module}.app is a {type(candidate).__name__}, not a Celery app"
+    except (Exception, SystemExit) as exc:  # an app module exits 2 on a settings error
+        said = " ".join(captured.getvalue().split())
+        problem = f"cannot import {app_module}.app ({type(exc).__name__}: {exc}) {said}".strip()
+    notes.append(f"{redact_value(problem)}; checked with a platform app built from the settings")
+    return create_app(settings)
+
+
+@app.command()
+def readiness(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    timeout: Annotated[
+        float | None, typer.Option(help="seconds per check (default: the setting)")
+    ] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option(help="a check not to run (repeatable, or a,b)")
+    ] = None,
+) -> None:
+    """GO/NO-GO: check everything the platform needs; exit 0 on GO, 1 on NO-GO."""
+    from celery import Celery
+    from rich.text import Text
+
+    from sandbox_platform.readiness import CHECK_NAMES, ReadinessChecker
+
+    skipped = [name.strip() for item in skip or [] for name in item.split(",") if name.strip()]
+    unknown = sorted(set(skipped) - set(CHECK_NAMES))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECK_NAMES)}",
+            param_hint="--skip",
+        )
+    if timeout is not None and timeout <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--timeout")
+    settings = _readiness_settings()
+    from sandbox_platform.logging import configure_logging
+
+    # to stderr (stdout is the report); the report itself says what INFO lines would
+    level = "WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level
+    configure_logging(settings.log_format, level)
+    notes: list[str] = []
+    celery_app = _readiness_app(app_module, settings, notes)
+    assert isinstance(celery_app, Celery)
+    from sandbox_platform.alert_wiring import alert_readiness_no_go
+
+    report = ReadinessChecker(
+        settings, celery_app, timeout=timeout, skip=skipped, on_no_go=alert_readiness_no_go
+    ).run()
+    if as_json:
+        print(json.dumps({**report.to_dict(), "notes": notes}, indent=2))
+    else:
+        for note in notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
+        table = Table("check", "state", "code", "message", "ms")
+        for result in report.checks:
+            state = "[green]GO[/]" if result.ok else "[red]NO-GO[/]"
+            table.add_row(
+                result.name, state, result.code, Text(result.message), f"{result.duration_ms:.0f}"
+            )
+        out = Console()
+        out.print(table)
+        reasons = f" ({', '.join(report.reasons)})" if report.reasons else ""
+        color = "green" if report.go else "red"
+        out.print(f"[bold {color}]{report.verdict}[/]{reasons}")
+    raise typer.Exit(0 if report.go else 1)
+
+
+# -- readiness (end) ------------------------------------------------------------------------
 
 
 def main() -> None:

@@ -27,6 +27,14 @@ def platform_settings_kwargs(pg_settings_kwargs):  # type: ignore[no-untyped-def
     return pg_settings_kwargs
 
 
+@pytest.fixture(autouse=True)
+def _live_ready(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Limits for every resource the test tasks declare, so live workers pass readiness."""
+    from sandbox_platform.guards.governor import Governor
+
+    Governor(redis_client, "sp").set_limit("test-bucket", 1000, 1.0)
+
+
 def _count(url: str, model, *where) -> int:  # type: ignore[no-untyped-def]
     with session_scope(url) as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
