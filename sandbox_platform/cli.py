@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import signal
-import subprocess
 import sys
 from typing import Annotated
 
@@ -23,6 +21,7 @@ from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
 from sandbox_platform.redaction import redact_value
 from sandbox_platform.settings import Settings, load_settings
+from sandbox_platform.supervisor import Supervisor
 
 __all__ = ["app", "main"]
 
@@ -148,21 +147,6 @@ def _celery_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _supervise(commands: list[list[str]], env: dict[str, str]) -> int:
-    """Run the commands side by side; forward SIGINT/SIGTERM; return the worst exit code."""
-    children = [subprocess.Popen(cmd, env=env) for cmd in commands]
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max(codes, default=0)
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
@@ -171,9 +155,17 @@ def worker(
     ] = None,
     pool: Annotated[str, typer.Option(help="solo, or prefork for hard time limits")] = "solo",
     app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    skip_readiness: Annotated[
+        bool, typer.Option("--skip-readiness", help="live mode: start even on NO-GO")
+    ] = False,
 ) -> None:
-    """Start worker consumers: one process per core, solo pool, lean flags (see DESIGN.md)."""
+    """Start worker consumers: one process per core, solo pool, lean flags (see DESIGN.md).
+
+    A consumer that dies is started again; a settings error or a live NO-GO stops them all.
+    """
     settings = _settings()
+    if pool not in ("solo", "prefork"):
+        raise typer.BadParameter("must be solo or prefork", param_hint="--pool")
     count = processes or os.cpu_count() or 1
     if count < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--processes")
@@ -183,7 +175,10 @@ def worker(
     commands = [
         [*base, *WORKER_FLAGS, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)
     ]
-    raise typer.Exit(_supervise(commands, _celery_env(settings)))
+    env = _celery_env(settings)
+    if skip_readiness:
+        env["SANDBOX_PLATFORM_SKIP_READINESS"] = "true"
+    raise typer.Exit(Supervisor(commands, env).run())
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -194,7 +189,7 @@ def beat(
     """Start the scheduler (one leader at a time; extra beats stay standby)."""
     settings = _settings()
     command = [sys.executable, "-m", "celery", "-A", app_module, "beat", *ctx.args]
-    raise typer.Exit(_supervise([command], _celery_env(settings)))
+    raise typer.Exit(Supervisor([command], _celery_env(settings)).run())
 
 
 @app.command()

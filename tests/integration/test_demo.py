@@ -20,7 +20,10 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "sandbox_platform", "demo", "--orders", "2"],
-            env=platform_env(data_dir=data_dir), capture_output=True, text=True, timeout=180,
+            env=platform_env(data_dir=data_dir),
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     finally:
         stop_embedded_redis(data_dir)

@@ -1,0 +1,71 @@
+"""`sandbox-platform worker`: one lean consumer per process, a crashed one is restarted,
+SIGTERM stops them all (warm shutdown)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import platform_env, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _pids(app, names: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    stats = app.control.inspect(destination=names, timeout=1.0).stats() or {}
+    return {name: int(info["pid"]) for name, info in stats.items()}
+
+
+def test_worker_command_supervises_consumers(
+    platform_app, platform_settings_kwargs, tmp_path
+) -> None:
+    log = (tmp_path / "supervisor.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox_platform",
+            "worker",
+            "--processes",
+            "2",
+            "--app",
+            "tests.worker_app",
+        ],
+        env=platform_env(**platform_settings_kwargs),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    names = [f"worker{i}@{socket.gethostname()}" for i in (1, 2)]
+    try:
+        pids = wait_until(
+            lambda: (p := _pids(platform_app, names)) and len(p) == 2 and p,
+            timeout=90,
+            interval=0.5,
+            message="two consumers did not answer",
+        )
+        os.kill(pids[names[0]], signal.SIGKILL)
+        restarted = wait_until(
+            lambda: (
+                (p := _pids(platform_app, names))
+                and len(p) == 2
+                and p[names[0]] != pids[names[0]]
+                and p
+            ),
+            timeout=90,
+            interval=0.5,
+            message="the killed consumer was not restarted",
+        )
+        assert restarted[names[1]] == pids[names[1]]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
