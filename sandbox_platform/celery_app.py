@@ -32,7 +32,13 @@ from sandbox_platform.logging import configure_logging
 from sandbox_platform.redis_client import celery_url, redis_url, reset_clients
 from sandbox_platform.settings import Settings, load_settings
 
-__all__ = ["PlatformCelery", "connect_signals", "create_app", "platform_settings"]
+__all__ = [
+    "PlatformCelery",
+    "connect_signals",
+    "create_app",
+    "forget_platform_settings",
+    "platform_settings",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +56,13 @@ class PlatformCelery(Celery):
 def platform_settings() -> Settings:
     """The settings of the app created in this process (or freshly loaded ones)."""
     return _process_settings if _process_settings is not None else load_settings()
+
+
+def forget_platform_settings(settings: Settings | None = None) -> None:
+    """Forget the settings create_app remembered (only if they are ``settings``, when given)."""
+    global _process_settings
+    if settings is None or _process_settings is settings:
+        _process_settings = None
 
 
 def _celery_config(settings: Settings) -> dict[str, Any]:

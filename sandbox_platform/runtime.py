@@ -26,7 +26,14 @@ from sandbox_platform.recorder import Recorder
 from sandbox_platform.redis_client import get_redis, redis_url
 from sandbox_platform.settings import Settings
 
-__all__ = ["Runtime", "flush_runtime", "reset_runtime", "runtime", "set_runtime"]
+__all__ = [
+    "Runtime",
+    "flush_runtime",
+    "installed_runtime",
+    "reset_runtime",
+    "runtime",
+    "set_runtime",
+]
 
 
 @dataclass
@@ -103,6 +110,11 @@ def set_runtime(value: Runtime | None) -> None:
     with _lock:
         _runtime = value
         _pid = os.getpid()
+
+
+def installed_runtime() -> Runtime | None:
+    """The runtime this process has installed or built, without building one."""
+    return _runtime if _pid == os.getpid() else None
 
 
 def flush_runtime() -> None:
