@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox_platform.cli_ops import dead_letters_app, status_command
+from sandbox_platform.cli_ops import dead_letters_app, load_app, status_command
 from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
 from sandbox_platform.redaction import redact_value
@@ -221,30 +221,6 @@ def _readiness_settings() -> Settings:
         settings_error_exit(error)
 
 
-def _readiness_app(app_module: str, settings: Settings, notes: list[str]) -> object:
-    """``<module>.app`` for its task registry; else an app built from the settings."""
-    import contextlib
-    import io
-
-    from celery import Celery
-
-    from sandbox_platform.celery_app import create_app
-
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            candidate = importlib.import_module(app_module).app
-        sys.stderr.write(captured.getvalue())
-        if isinstance(candidate, Celery):
-            return candidate
-        problem = f"{app_module}.app is a {type(candidate).__name__}, not a Celery app"
-    except (Exception, SystemExit) as exc:  # an app module exits 2 on a settings error
-        said = " ".join(captured.getvalue().split())
-        problem = f"cannot import {app_module}.app ({type(exc).__name__}: {exc}) {said}".strip()
-    notes.append(f"{redact_value(problem)}; checked with a platform app built from the settings")
-    return create_app(settings)
-
-
 @app.command()
 def readiness(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -257,7 +233,6 @@ def readiness(
     ] = None,
 ) -> None:
     """GO/NO-GO: check everything the platform needs; exit 0 on GO, 1 on NO-GO."""
-    from celery import Celery
     from rich.text import Text
 
     from sandbox_platform.readiness import CHECK_NAMES, ReadinessChecker
@@ -278,8 +253,7 @@ def readiness(
     level = "WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level
     configure_logging(settings.log_format, level)
     notes: list[str] = []
-    celery_app = _readiness_app(app_module, settings, notes)
-    assert isinstance(celery_app, Celery)
+    celery_app = load_app(app_module, settings, notes)
     from sandbox_platform.alert_wiring import alert_readiness_no_go
 
     report = ReadinessChecker(

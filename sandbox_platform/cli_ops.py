@@ -28,18 +28,35 @@ def _settings() -> Settings:
         settings_error_exit(error)
 
 
-def load_app(app_module: str, settings: Settings) -> Celery:
-    """The Celery app of ``app_module`` (its task registry), or a bare platform app."""
-    try:
-        app = importlib.import_module(app_module).app
-    except (ImportError, AttributeError):
-        from sandbox_platform.celery_app import create_app
+def load_app(app_module: str, settings: Settings, notes: list[str] | None = None) -> Celery:
+    """``<module>.app`` (for its task registry); else a platform app built from the settings.
 
-        console.print(f"[yellow]note[/]: could not import {app_module}.app; using a bare app")
-        return create_app(settings)
-    if not isinstance(app, Celery):
-        raise typer.BadParameter(f"{app_module}.app is not a Celery app", param_hint="--app")
-    return app
+    Why the module could not be used goes to ``notes`` (or is printed when none is given).
+    """
+    import contextlib
+    import io
+    import sys
+
+    from sandbox_platform.celery_app import create_app
+    from sandbox_platform.redaction import redact_value
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            candidate = importlib.import_module(app_module).app
+        sys.stderr.write(captured.getvalue())
+        if isinstance(candidate, Celery):
+            return candidate
+        problem = f"{app_module}.app is a {type(candidate).__name__}, not a Celery app"
+    except (Exception, SystemExit) as exc:  # an app module exits 2 on a settings error
+        said = " ".join(captured.getvalue().split())
+        problem = f"cannot import {app_module}.app ({type(exc).__name__}: {exc}) {said}".strip()
+    note = f"{redact_value(problem)}; using a platform app built from the settings"
+    if notes is None:
+        Console(stderr=True).print(f"note: {note}", markup=False, highlight=False)
+    else:
+        notes.append(note)
+    return create_app(settings)
 
 
 @dead_letters_app.command("list")

@@ -31,6 +31,7 @@ import redis
 from sqlalchemy.exc import IntegrityError
 
 from sandbox_platform.context import current_correlation_id
+from sandbox_platform.redis_client import text as _redis_text
 
 __all__ = ["Heartbeat", "heartbeat_key"]
 
@@ -98,12 +99,8 @@ def heartbeat_key(prefix: str, *parts: str) -> str:
     return ":".join([f"{prefix}:{{heartbeat}}", *parts])
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _micros_to_seconds(value: Any) -> float:
-    return int(_text(value)) / 1_000_000
+    return int(_redis_text(value)) / 1_000_000
 
 
 class Heartbeat:
@@ -173,7 +170,7 @@ class Heartbeat:
             if not inserted:
                 logger.info("heartbeat tick %s already in the database", tick_id)
                 return False
-            self._mark(keys=[self.last_key, self.count_key], args=[_text(now)])
+            self._mark(keys=[self.last_key, self.count_key], args=[_redis_text(now)])
         return True
 
     def _insert_row(self, tick_id: str, redis_time: float, worker: str | None) -> bool:
@@ -213,7 +210,7 @@ class Heartbeat:
 
     def tick_count(self) -> int:
         value = self.client.get(self.count_key)
-        return int(_text(value)) if value is not None else 0
+        return int(_redis_text(value)) if value is not None else 0
 
     def is_healthy(self, max_age: float | None = None) -> bool:
         """True when the last tick is younger than ``max_age`` (default two intervals)."""
@@ -233,7 +230,7 @@ class Heartbeat:
         """Live workers and the seconds since each last touched its key (Redis time)."""
         reply = self._workers(keys=[self.workers_key])
         now = _micros_to_seconds(reply[0])
-        names = [_text(name) for name in reply[1:]]
+        names = [_redis_text(name) for name in reply[1:]]
         if not names:
             return {}
         seen = self.client.mget([self.worker_key(name) for name in names])

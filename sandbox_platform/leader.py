@@ -37,6 +37,8 @@ from typing import Any
 
 import redis
 
+from sandbox_platform.redis_client import text as _redis_text
+
 __all__ = ["LeaderLease", "LeaseInfo", "default_holder_id", "lease_keys"]
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,8 @@ class LeaseInfo:
     ttl_seconds: float
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _redis_seconds(seconds: Any, micros: Any) -> float:
-    return int(_text(seconds)) + int(_text(micros)) / 1_000_000
+    return int(_redis_text(seconds)) + int(_redis_text(micros)) / 1_000_000
 
 
 class LeaderLease:
@@ -238,8 +236,8 @@ class LeaderLease:
         if holder is None:
             return None
         return LeaseInfo(
-            holder_id=_text(holder),
-            token=int(_text(token or b"0")),
+            holder_id=_redis_text(holder),
+            token=int(_redis_text(token or b"0")),
             ttl_seconds=max(int(pttl), 0) / 1000,
         )
 

@@ -10,7 +10,7 @@ import redis
 from sandbox_platform.embedded import ensure_embedded_redis
 from sandbox_platform.settings import Settings
 
-__all__ = ["celery_url", "get_redis", "redis_url", "reset_clients"]
+__all__ = ["celery_url", "get_redis", "redis_url", "reset_clients", "text"]
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -21,6 +21,11 @@ def redis_url(settings: Settings) -> str:
     if settings.redis_url is not None:
         return settings.redis_url
     return ensure_embedded_redis(settings.data_dir)
+
+
+def text(value: object) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def celery_url(url: str) -> str:

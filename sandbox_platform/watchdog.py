@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from sandbox_platform.heartbeat import Heartbeat, heartbeat_key
+from sandbox_platform.redis_client import text as _redis_text
 
 __all__ = [
     "KIND_RECOVERED",
@@ -89,10 +90,6 @@ return 0
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class BeatWatchdog:
     """Alerts once when beat's heartbeat goes stale and once when it recovers."""
 
@@ -127,10 +124,10 @@ class BeatWatchdog:
             keys=[self.heartbeat.last_key, self.state_key, self.since_key],
             args=[int(self.max_age_seconds * 1_000_000), int(self.grace_seconds * 1_000_000)],
         )
-        transition = _text(transition)
+        transition = _redis_text(transition)
         if not transition:
             return None
-        age_micros = int(_text(age_us))
+        age_micros = int(_redis_text(age_us))
         age = None if age_micros < 0 else age_micros / 1_000_000
         context: dict[str, Any] = {
             "last_tick_age": age,

@@ -29,6 +29,7 @@ import redis
 from sandbox_platform.guards.governor import _check_positive_int, _fail_closed, governor_keys
 from sandbox_platform.guards.idempotency import _ms, idempotency_keys
 from sandbox_platform.lua import get_script
+from sandbox_platform.redis_client import text as _redis_text
 
 __all__ = ["Admission", "AdmissionStatus", "Admitter"]
 
@@ -62,10 +63,6 @@ class Admission:
         return None if self.result is None else json.loads(self.result)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class Admitter:
     """Runs ``admit.lua`` against the governor's and the idempotency store's keys."""
 
@@ -90,7 +87,12 @@ class Admitter:
         with _fail_closed("admit"):
             status, token, result, wait_us, resource = script(keys=keys, args=args)
         return _admission(
-            _text(status), int(token), _text(result), int(wait_us), _text(resource), idem_key
+            _redis_text(status),
+            int(token),
+            _redis_text(result),
+            int(wait_us),
+            _redis_text(resource),
+            idem_key,
         )
 
     def _keys_and_args(

@@ -36,6 +36,7 @@ import redis
 
 from sandbox_platform.errors import GovernorUnavailable
 from sandbox_platform.lua import get_script
+from sandbox_platform.redis_client import text as _redis_text
 
 __all__ = [
     "MAX_UNITS",
@@ -146,10 +147,6 @@ def _parse_limit(name: str, value: str) -> Limit:
     return Limit(name=name, limit=limit, per_seconds=per_us / _US, capacity=capacity)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def resolve_resource(
     template: str,
     args: Sequence[Any],
@@ -251,7 +248,8 @@ class Governor:
         with _fail_closed("limits"):
             raw: dict[Any, Any] = self.client.hgetall(keys.cfg)
         return sorted(
-            (_parse_limit(_text(k), _text(v)) for k, v in raw.items()), key=lambda lim: lim.name
+            (_parse_limit(_redis_text(k), _redis_text(v)) for k, v in raw.items()),
+            key=lambda lim: lim.name,
         )
 
     def acquire(self, resource: str, cost: int = 1) -> Decision:
@@ -261,7 +259,9 @@ class Governor:
         script = get_script(self.client, "governor_acquire")
         with _fail_closed("acquire"):
             allowed, remaining, wait_us, limit = script(keys=keys.as_list(), args=[cost])
-        return _decision(resource, int(allowed), _text(remaining), int(wait_us), _text(limit))
+        return _decision(
+            resource, int(allowed), _redis_text(remaining), int(wait_us), _redis_text(limit)
+        )
 
     def check_limit(self, resource: str) -> tuple[bool, str]:
         """Seed API: take one token; ``(allowed, human-readable message)``."""
@@ -286,14 +286,14 @@ class Governor:
         """Per configured resource: ``limits`` (list of dicts), ``denials``, ``admitted``."""
         with _fail_closed("stats"):
             members: set[Any] = self.client.smembers(self._resources_key)
-            resources = sorted(_text(m) for m in members)
+            resources = sorted(_redis_text(m) for m in members)
             pipe = self.client.pipeline(transaction=False)
             for resource in resources:
                 pipe.hgetall(self.keys(resource).stats)
             counters = pipe.execute()
         out: dict[str, dict[str, Any]] = {}
         for resource, raw in zip(resources, counters, strict=True):
-            counts = {_text(k): int(v) for k, v in raw.items()}
+            counts = {_redis_text(k): int(v) for k, v in raw.items()}
             out[resource] = {
                 "limits": [vars(limit) for limit in self.limits(resource)],
                 "denials": counts.get("denied", 0),

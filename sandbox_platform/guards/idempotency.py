@@ -36,6 +36,7 @@ from sandbox_platform.context import current_correlation_id
 from sandbox_platform.db.models import Effect
 from sandbox_platform.errors import IdempotencyConflict, IdempotencyInFlight
 from sandbox_platform.lua import get_script
+from sandbox_platform.redis_client import text as _redis_text
 
 __all__ = [
     "Claim",
@@ -105,10 +106,6 @@ def _ms(what: str, seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class IdempotencyStore:
     """Claims, results and fencing tokens of idempotency keys in Redis."""
 
@@ -139,7 +136,7 @@ class IdempotencyStore:
         status, token, result, lease_ms = get_script(self.client, "idem_claim")(
             keys=[keys.record, keys.fence], args=args
         )
-        return _claim(key, _text(status), int(token), _text(result), int(lease_ms))
+        return _claim(key, _redis_text(status), int(token), _redis_text(result), int(lease_ms))
 
     def complete(self, key: str, token: int, result_json: str) -> bool:
         """Store the result if ``token`` still holds the key; it is kept for the claim's TTL."""

@@ -17,8 +17,10 @@ from sandbox_platform.redaction import redact, redact_value
 @pytest.fixture
 def log_stream():
     stream = io.StringIO()
+    root_level = logging.getLogger().level
     configure_logging("json", "DEBUG", stream=stream, cache=False)
     yield stream
+    logging.getLogger().setLevel(root_level)
     structlog.reset_defaults()
     root = logging.getLogger()
     for handler in list(root.handlers):
