@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from sandbox_platform.context import current_correlation_id
 from sandbox_platform.guards import retry
@@ -18,6 +20,14 @@ from ._sinks import MemorySink, Sink
 from ._throttle import Throttle
 
 __all__ = ["AlertDispatcher", "Subscription", "connect_retry_exhaustion"]
+
+#: failures of a service a sink writes to (database, Redis, network), not bugs in a sink
+OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, RedisError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
 
 log = structlog.get_logger("sandbox_platform.alerts")
 
@@ -111,16 +121,19 @@ class AlertDispatcher:
                 continue
             try:
                 subscription.sink.send(alert)
-            except Exception:
+            except Exception as exc:
                 with self._lock:
                     self._counts["sink_errors"] += 1
-                log.exception(
-                    "alert_sink_failed",
-                    sink=type(subscription.sink).__name__,
-                    kind=alert.kind,
-                    severity=alert.severity.label,
-                    correlation_id=alert.correlation_id,
-                )
+                fields = {
+                    "sink": type(subscription.sink).__name__,
+                    "kind": alert.kind,
+                    "severity": alert.severity.label,
+                    "correlation_id": alert.correlation_id,
+                }
+                if isinstance(exc, OPERATIONAL_ERRORS):  # a service down: one line suffices
+                    log.error("alert_sink_failed", error=_one_line(exc), **fields)
+                else:  # a bug: keep the traceback
+                    log.exception("alert_sink_failed", **fields)
         return True
 
     def alert(

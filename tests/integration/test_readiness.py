@@ -374,3 +374,23 @@ def test_on_no_go_receives_the_report(
     report = checker.run()
     assert seen == [report]
     assert seen[0].reasons == [BEAT_STALE]
+
+
+@pytest.mark.parametrize("fault", ["migrations_behind", "no_worker", "stale_beat"])
+def test_cli_exits_1_with_the_reason_code(
+    fault: str, platform_settings_kwargs: dict[str, object], pg_url: str
+) -> None:
+    """The faults checked in-process above, once more through the CLI: NO-GO, exit 1."""
+    settings = dict(platform_settings_kwargs)
+    expected = {
+        "migrations_behind": MIGRATIONS_BEHIND,
+        "no_worker": NO_WORKER,
+        "stale_beat": BEAT_STALE,
+    }[fault]
+    if fault == "migrations_behind":
+        settings["database_url"] = pg_url  # an empty database: no migration applied
+    code, report, stderr = run_cli(settings, "--timeout", "1")
+    assert code == 1, stderr
+    assert report["verdict"] == "NO-GO"
+    assert expected in report["reasons"]
+    assert "Traceback" not in stderr
