@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, main: str = "sandbox_platfor
 
 def _on_setup_logging(**_kwargs: Any) -> None:
     settings = platform_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, task_events=settings.log_task_events)
 
 
 def _on_before_task_publish(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:

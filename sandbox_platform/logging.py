@@ -43,8 +43,17 @@ def _renderer(log_format: str) -> Processor:
     return structlog.processors.JSONRenderer(default=str)
 
 
+#: Celery's per-task "received" / "succeeded" lines: two lines per job on the hot path.
+TASK_EVENT_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
 def configure_logging(
-    log_format: str = "json", level: str = "INFO", stream: Any = None, *, cache: bool = True
+    log_format: str = "json",
+    level: str = "INFO",
+    stream: Any = None,
+    *,
+    cache: bool = True,
+    task_events: bool = False,
 ) -> None:
     """Route structlog and the standard library (Celery included) through one pipeline."""
     shared = _shared_processors()
@@ -71,5 +80,8 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    quiet = max(logging.WARNING, logging.getLevelName(level))
     for noisy in ("kombu", "amqp", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(quiet)
+    for name in TASK_EVENT_LOGGERS:  # failures are errors and still pass
+        logging.getLogger(name).setLevel(logging.NOTSET if task_events else quiet)

@@ -6,6 +6,7 @@ credentials inside URLs, bearer tokens, ``key=value`` secrets and card numbers m
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,13 @@ _INLINE_SECRET = re.compile(
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 
 
+# One cheap scan that every string needing a rule matches; most log strings match none.
+_MAYBE_SECRET = re.compile(
+    r"://\S*@|bearer|basic|token|pass|secret|api[_-]?key|(?:\d[ -]?){12}\d", re.IGNORECASE
+)
+
+
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """Whether a mapping key names something secret (``password``, ``api_key``, ...)."""
     return bool(_SECRET_KEY.search(key))
@@ -58,7 +66,7 @@ def _mask_card(match: re.Match[str]) -> str:
 
 def redact_value(text: str) -> str:
     """Mask secrets inside one string."""
-    if not text:
+    if not text or not _MAYBE_SECRET.search(text):
         return text
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=10.0, gt=0, description="seconds between ticks")
     log_format: Literal["json", "console"] = Field(default="json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
+    log_task_events: bool = Field(
+        default=False, description="log Celery's per-task received/succeeded lines"
+    )
     payload_limit_bytes: int = Field(default=256 * 1024, gt=0, description="max args size")
     key_prefix: str = Field(default="sp", min_length=1, description="prefix of Redis keys")
     alert_webhook_url: str | None = Field(default=None, description="POST alerts here")

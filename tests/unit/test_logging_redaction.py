@@ -80,3 +80,23 @@ def test_redact_leaves_harmless_values() -> None:
     assert redact_value("order 12345 shipped") == "order 12345 shipped"
     assert redact_value("1234567890123") == "1234567890123"  # not Luhn-valid: not a card
     assert redact({"amount": 10, "items": ["a", "b"]}) == {"amount": 10, "items": ["a", "b"]}
+
+
+@pytest.mark.parametrize("task_events", [False, True])
+def test_celery_task_event_lines_are_opt_in(task_events: bool) -> None:
+    stream = io.StringIO()
+    root_level = logging.getLogger().level
+    configure_logging("json", "INFO", stream=stream, cache=False, task_events=task_events)
+    try:
+        trace = logging.getLogger("celery.app.trace")
+        trace.info("Task x[1] succeeded in 0.01s: None")
+        trace.error("Task y[2] raised unexpected: RuntimeError()")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().setLevel(root_level)
+        for handler in list(logging.getLogger().handlers):
+            if handler.get_name() == "sandbox_platform":
+                logging.getLogger().removeHandler(handler)
+    events = [r["event"] for r in _records(stream)]
+    assert ("Task x[1] succeeded in 0.01s: None" in events) is task_events
+    assert "Task y[2] raised unexpected: RuntimeError()" in events  # failures always pass
