@@ -1,0 +1,590 @@
+"""Benchmark draining: how fast N one-INCR jobs drain, bare Celery and the platform side by side.
+
+Run (from /work/main, Redis db 7 is flushed before every run)::
+
+    .venv/bin/python bench/bench_drain.py [--n 3000] [--runs 3] [--json PATH]
+
+Variants (the task body is the same single ``INCR`` of one counter key in every one):
+
+1. ``bare-default``: a plain ``Celery`` app (JSON, no result backend), Celery's defaults,
+   one ``celery worker --pool prefork -c 2``;
+2. ``bare-prod``: the same with ``task_acks_late`` and ``worker_prefetch_multiplier=1``;
+3. ``platform-plain``: ``create_app`` + a plain task, 2 worker processes x ``--pool solo``
+   with the lean flags (what ``sandbox-platform worker`` starts on 2 cores);
+4. ``platform-guarded``: the same topology, a ``guarded_task`` with ``governor=["bench"]``
+   (limit 10**6/s, never denies): mode check, admission Lua, recorder;
+5. ``platform-idem``: the guarded task with ``idempotency_key="{i}"``: enqueue-side
+   SET NX GET, worker-side claim + complete.
+
+Each run: flush db 7; enqueue N jobs with ``apply_async`` in a fresh subprocess (timed: the
+enqueue rate); move the queue aside (RENAME); start the workers (own session each) and wait
+until every one answers ``control.ping``; move the queue back (RENAME, atomic: all N are there
+at once); poll the counter every few ms. The drain rate is jobs/s from the first consumed job
+(first non-zero counter) to the last finished one (counter == N). Workers are SIGKILLed by
+process group in a ``finally`` block, also on error, Ctrl-C or SIGTERM.
+
+``--platform-log-level WARNING`` runs the platform workers at WARNING instead of the platform's
+default INFO (at INFO they log Celery's received/succeeded lines for every job). See
+bench/README.md for what each column means and the figures measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import celery  # noqa: E402
+import kombu  # noqa: E402
+import redis  # noqa: E402
+from celery import Celery  # noqa: E402
+
+from bench.drain_common import COUNTER_KEY, ENV_DB, ENV_PREFIX, ENV_REDIS  # noqa: E402
+from sandbox_platform.workerproc import LEAN_FLAGS  # noqa: E402
+
+DEFAULT_URL = "redis://127.0.0.1:6379/7"
+KEY_PREFIX = "spdrain"
+STAGING_KEY = "drainbench:staging"
+POLL_SECONDS = 0.005
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    label: str
+    app: str  # celery -A target
+    task: str  # attribute of the app module holding the task (enqueue side)
+    queue: str
+    workers: int
+    worker_args: tuple[str, ...]
+
+    @property
+    def platform(self) -> bool:
+        return self.app.startswith("bench.drain_platform")
+
+    @property
+    def guarded(self) -> bool:
+        return self.task in ("drain_guarded", "drain_idem")
+
+
+BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
+PLATFORM_ARGS = ("--pool", "solo", *LEAN_FLAGS)
+
+VARIANTS = (
+    Variant(
+        "bare-default",
+        "1 bare Celery defaults, prefork -c2",
+        "bench.drain_bare:bare_app",
+        "bare_app",
+        "celery",
+        1,
+        BARE_ARGS,
+    ),
+    Variant(
+        "bare-prod",
+        "2 bare Celery acks_late+prefetch 1, prefork -c2",
+        "bench.drain_bare:bare_prod_app",
+        "bare_prod_app",
+        "celery",
+        1,
+        BARE_ARGS,
+    ),
+    Variant(
+        "platform-plain",
+        "3 platform, plain task, 2 x solo lean",
+        "bench.drain_platform:platform_app",
+        "drain_plain",
+        "sandbox_platform",
+        2,
+        PLATFORM_ARGS,
+    ),
+    Variant(
+        "platform-guarded",
+        "4 platform, guarded (governor), 2 x solo lean",
+        "bench.drain_platform:platform_app",
+        "drain_guarded",
+        "sandbox_platform",
+        2,
+        PLATFORM_ARGS,
+    ),
+    Variant(
+        "platform-idem",
+        "5 platform, guarded + idempotency key, 2 x solo lean",
+        "bench.drain_platform:platform_app",
+        "drain_idem",
+        "sandbox_platform",
+        2,
+        PLATFORM_ARGS,
+    ),
+)
+BY_NAME = {v.name: v for v in VARIANTS}
+
+
+@dataclass
+class RunResult:
+    variant: str
+    run: int
+    n: int
+    enqueue_seconds: float
+    enqueue_rate: float
+    startup_seconds: float
+    first_lag_seconds: float
+    drain_seconds: float
+    drain_rate: float
+    worker_cpu_seconds: float
+    worker_cpu_us_per_job: float
+    busiest_process_cpu_share: float
+    loadavg_1m_before: float
+    redis_cpu_us_per_job: float
+    other_cpu_share: float
+    irq_cpu_share: float
+    governor_admitted: int | None
+    per_process_cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+
+# -- the enqueue side (runs in a fresh subprocess, so no app's signals leak into another) ----
+
+
+def enqueue_only(variant: Variant, n: int) -> None:
+    """Publish n jobs with apply_async; print the elapsed seconds as JSON."""
+    if variant.platform:
+        import bench.drain_platform as module
+    else:
+        import bench.drain_bare as module  # type: ignore[no-redef]
+    target = getattr(module, variant.task)
+    task = target.tasks["drain.incr"] if not variant.platform else target
+    started = time.perf_counter()
+    for i in range(n):
+        task.apply_async((i,))
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed}))
+
+
+def run_enqueue(variant: Variant, n: int, env: dict[str, str]) -> float:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--enqueue-only", variant.name, "--n", str(n)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"enqueue of {variant.name} failed: {proc.stderr[-2000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+
+
+# -- worker processes ----------------------------------------------------------------------
+
+
+class Worker:
+    """One ``celery worker`` in its own session; killed by process group."""
+
+    def __init__(self, variant: Variant, index: int, env: dict[str, str], log_dir: Path) -> None:
+        self.hostname = f"drain{index}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+        self.command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            variant.app,
+            "worker",
+            *variant.worker_args,
+            "-n",
+            self.hostname,
+        ]
+        self.env = env
+        self.log_path = log_dir / f"{variant.name}-{index}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"worker {self.hostname} exited {self.process.returncode}:\n{tail}")
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+def group_cpu(pgids: set[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of every live process whose process group is in pgids."""
+    out: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        if int(fields[2]) in pgids:
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def pid_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of one process, 0.0 if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> tuple[float, float]:
+    """CPU seconds all cores spent since boot in processes (user, nice, system) and in
+    interrupts (irq, softirq: loopback network traffic is mostly here), from ``/proc/stat``."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values[0:3]) / CLK_TCK, sum(values[5:7]) / CLK_TCK
+
+
+def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -> None:
+    pending = {w.hostname for w in workers}
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers not answering ping within {timeout}s: {sorted(pending)}")
+        for worker in workers:
+            worker.check_alive()
+        replies = control_app.control.ping(destination=sorted(pending), timeout=0.5) or []
+        for reply in replies:
+            pending -= set(reply)
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def one_run(
+    variant: Variant,
+    run: int,
+    n: int,
+    client: redis.Redis,
+    env: dict[str, str],
+    log_dir: Path,
+    redis_url: str,
+) -> RunResult:
+    redis_pid = int(client.info("server").get("process_id") or 0)
+    load_before = os.getloadavg()[0]
+    client.flushdb()
+    if variant.platform:
+        from sandbox_platform.guards.governor import Governor
+
+        Governor(client, KEY_PREFIX).set_limit("bench", 10**6, 1)
+    enqueue_seconds = run_enqueue(variant, n, env)
+    queued = client.llen(variant.queue)
+    if queued != n:
+        raise RuntimeError(f"{variant.name}: {queued} messages in {variant.queue!r}, not {n}")
+    client.rename(variant.queue, STAGING_KEY)
+    workers = [Worker(variant, i, env, log_dir) for i in range(variant.workers)]
+    try:
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        # a fresh control app per run: kombu caches declared queues per connection, and
+        # the database was just flushed
+        control_app = Celery("drain_control", broker=redis_url, set_as_current=False)
+        try:
+            wait_ready(workers, control_app)
+        finally:
+            control_app.close()
+        startup = time.perf_counter() - started
+        time.sleep(0.5)  # let the consumers settle into their blocking pop
+        pgids = {w.process.pid for w in workers if w.process is not None}
+        cpu_before = group_cpu(pgids)
+        redis_before, busy_before = pid_cpu(redis_pid), machine_busy()
+        released = time.perf_counter()
+        client.rename(STAGING_KEY, variant.queue)
+        first_at, first_count = 0.0, 0
+        deadline = released + max(120.0, n / 20)
+        while True:
+            count = int(client.get(COUNTER_KEY) or 0)
+            now = time.perf_counter()
+            if count and not first_at:
+                first_at, first_count = now, count
+            if count >= n:
+                break
+            if now > deadline:
+                raise TimeoutError(f"{variant.name}: only {count}/{n} done after {now - released}s")
+            if int(now - released) % 5 == 0:
+                for worker in workers:
+                    worker.check_alive()
+            time.sleep(POLL_SECONDS)
+        done_at = time.perf_counter()
+        cpu_after = group_cpu(pgids)
+        redis_after, busy_after = pid_cpu(redis_pid), machine_busy()
+        admitted: int | None = None
+        if variant.guarded:
+            from sandbox_platform.guards.governor import governor_keys
+
+            stats_key = governor_keys(KEY_PREFIX, "bench").stats
+            admitted = int(client.hget(stats_key, "admitted") or 0)
+            if admitted < n:  # every job must have passed the governor
+                raise RuntimeError(f"{variant.name}: governor admitted {admitted} of {n} jobs")
+    finally:
+        for worker in workers:
+            worker.kill()
+    drain = done_at - first_at
+    per_process = {
+        str(pid): round(cpu_after[pid] - cpu_before.get(pid, 0.0), 3) for pid in cpu_after
+    }
+    cpu_total = sum(per_process.values())
+    redis_cpu = redis_after - redis_before
+    window = done_at - released
+    # what the rest of the machine (other processes, this bench's poller) used, in cores
+    other = max(0.0, (busy_after[0] - busy_before[0]) - cpu_total - redis_cpu) / window
+    irq = (busy_after[1] - busy_before[1]) / window
+    return RunResult(
+        variant=variant.name,
+        run=run,
+        n=n,
+        enqueue_seconds=enqueue_seconds,
+        enqueue_rate=n / enqueue_seconds,
+        startup_seconds=startup,
+        first_lag_seconds=first_at - released,
+        drain_seconds=drain,
+        drain_rate=(n - first_count) / drain if drain > 0 else float("inf"),
+        worker_cpu_seconds=cpu_total,
+        worker_cpu_us_per_job=cpu_total / n * 1e6,
+        busiest_process_cpu_share=max(per_process.values(), default=0.0) / (done_at - released),
+        loadavg_1m_before=load_before,
+        redis_cpu_us_per_job=redis_cpu / n * 1e6,
+        other_cpu_share=other,
+        irq_cpu_share=irq,
+        governor_admitted=admitted,
+        per_process_cpu_seconds=per_process,
+    )
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def summarize(results: list[RunResult], names: list[str]) -> dict[str, dict[str, Any]]:
+    summary: dict[str, dict[str, Any]] = {}
+    for name in names:
+        mine = [r for r in results if r.variant == name]
+        if not mine:
+            continue
+        drain = [r.drain_rate for r in mine]
+        enq = [r.enqueue_rate for r in mine]
+        summary[name] = {
+            "runs": len(mine),
+            "drain_median": statistics.median(drain),
+            "drain_min": min(drain),
+            "drain_max": max(drain),
+            "enqueue_median": statistics.median(enq),
+            "enqueue_min": min(enq),
+            "enqueue_max": max(enq),
+            "cpu_us_per_job_median": statistics.median(r.worker_cpu_us_per_job for r in mine),
+            "busiest_share_median": statistics.median(r.busiest_process_cpu_share for r in mine),
+            "startup_median": statistics.median(r.startup_seconds for r in mine),
+            "redis_cpu_us_per_job_median": statistics.median(r.redis_cpu_us_per_job for r in mine),
+            "other_cpu_max": max(r.other_cpu_share for r in mine),
+            "irq_cpu_median": statistics.median(r.irq_cpu_share for r in mine),
+        }
+    return summary
+
+
+def print_report(summary: dict[str, dict[str, Any]], header: dict[str, Any]) -> None:
+    print()
+    print(
+        f"date {header['date']}  nproc {header['nproc']}  Python {header['python']}  "
+        f"Celery {header['celery']}  kombu {header['kombu']}  redis-py {header['redis_py']} "
+        f"(hiredis {header['hiredis']})  Redis server {header['redis_server']}"
+    )
+    print(
+        f"N={header['n']} jobs per run, {header['runs']} runs per variant, {header['url']}, "
+        f"platform log level {header['platform_log_level']}"
+    )
+    base1 = summary.get("bare-default", {}).get("drain_median")
+    base2 = summary.get("bare-prod", {}).get("drain_median")
+    print()
+    head = (
+        f"{'variant':<54} {'drain jobs/s':>12} {'min-max':>13} {'vs 1':>6} {'vs 2':>6}"
+        f" {'worker CPU':>10} {'busiest':>7} {'redis CPU':>9} {'other':>5}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        v1 = f"{s['drain_median'] / base1:.2f}" if base1 else "-"
+        v2 = f"{s['drain_median'] / base2:.2f}" if base2 else "-"
+        span = f"{_fmt(s['drain_min'])}-{_fmt(s['drain_max'])}"
+        print(
+            f"{BY_NAME[name].label:<54} {_fmt(s['drain_median']):>12} {span:>13} {v1:>6} {v2:>6}"
+            f" {s['cpu_us_per_job_median']:>10,.0f} {s['busiest_share_median']:>7.0%}"
+            f" {s['redis_cpu_us_per_job_median']:>9,.0f} {s['other_cpu_max']:>5.2f}"
+        )
+    print()
+    ebase = summary.get("bare-default", {}).get("enqueue_median")
+    head = f"{'enqueue (apply_async, 1 producer)':<54} {'jobs/s':>12} {'min-max':>13} {'vs 1':>6}"
+    print(head)
+    print("-" * len(head))
+    for name, s in summary.items():
+        span = f"{_fmt(s['enqueue_min'])}-{_fmt(s['enqueue_max'])}"
+        ratio = f"{s['enqueue_median'] / ebase:.2f}" if ebase else "-"
+        print(f"{BY_NAME[name].label:<54} {_fmt(s['enqueue_median']):>12} {span:>13} {ratio:>6}")
+    print()
+    print(
+        "drain = jobs/s from the first consumed job to the last finished (median of runs).\n"
+        "worker CPU = all worker processes' CPU during the drain / N, in us per job (median); "
+        "busiest = the busiest worker process's CPU / drain wall time (median);\n"
+        "redis CPU = redis-server's CPU during the drain / N, in us per job (median); "
+        "other = cores used by everything else during the drain (other processes, this "
+        "bench's poller), max over runs: above ~0.2 the machine was not idle; "
+        "irq/softirq time (loopback traffic) is in neither and is in the --json output."
+    )
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=3000, help="jobs per run (default 3000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
+    parser.add_argument("--redis-url", default=os.environ.get("SP_BENCH_DRAIN_URL", DEFAULT_URL))
+    parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument(
+        "--variants",
+        default=",".join(v.name for v in VARIANTS),
+        help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS),
+    )
+    parser.add_argument(
+        "--log-dir", type=Path, help="keep the worker logs here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--platform-log-level",
+        help="SANDBOX_PLATFORM_LOG_LEVEL for the platform workers (default: unset, i.e. the "
+        "platform's default INFO, which logs Celery's received/succeeded lines per job)",
+    )
+    parser.add_argument("--enqueue-only", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.enqueue_only:
+        enqueue_only(BY_NAME[args.enqueue_only], args.n)
+        return
+
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally blocks kill the workers
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown variant(s): {unknown}")
+    if not args.redis_url.rstrip("/").endswith("/7"):
+        parser.error("this bench flushes its database: use Redis db 7 (…/7)")
+
+    from sandbox_platform.db.migrate import upgrade
+
+    client = redis.Redis.from_url(args.redis_url)
+    started = time.monotonic()
+    header = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "redis_py": redis.__version__,
+        "hiredis": redis.utils.HIREDIS_AVAILABLE,
+        "redis_server": client.info("server").get("redis_version"),
+        "n": args.n,
+        "runs": args.runs,
+        "url": args.redis_url,
+        "platform_log_level": args.platform_log_level or "INFO (platform default)",
+    }
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
+        tmpdir = Path(tmp)
+        db_url = f"sqlite:///{tmpdir / 'sandbox.sqlite3'}"
+        upgrade(db_url)
+        log_dir = args.log_dir or tmpdir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_PLATFORM_")}
+        env.update(
+            {
+                ENV_REDIS: args.redis_url,
+                ENV_DB: db_url,
+                ENV_PREFIX: KEY_PREFIX,
+                "PYTHONPATH": str(ROOT),
+                "XDG_DATA_HOME": str(tmpdir / "xdg"),
+            }
+        )
+        if args.platform_log_level:
+            env["SANDBOX_PLATFORM_LOG_LEVEL"] = args.platform_log_level
+        try:
+            # interleave: run r of every variant, then run r+1, so drift hits all alike
+            for run in range(1, args.runs + 1):
+                for name in names:
+                    result = one_run(
+                        BY_NAME[name], run, args.n, client, env, log_dir, args.redis_url
+                    )
+                    results.append(result)
+                    print(
+                        f"run {run} {name:<17} drain {result.drain_rate:8,.0f} jobs/s "
+                        f"({result.drain_seconds:.2f}s)  enqueue {result.enqueue_rate:7,.0f} "
+                        f"jobs/s  start {result.startup_seconds:.1f}s  first after "
+                        f"{result.first_lag_seconds * 1000:.0f} ms  "
+                        f"CPU {result.worker_cpu_us_per_job:,.0f} us/job  "
+                        f"redis {result.redis_cpu_us_per_job:,.0f} us/job  "
+                        f"other {result.other_cpu_share:.2f} cores  "
+                        f"irq {result.irq_cpu_share:.2f}  "
+                        f"load {result.loadavg_1m_before:.1f}",
+                        flush=True,
+                    )
+        finally:
+            client.flushdb()
+    header["loadavg_at_end"] = os.getloadavg()
+    header["total_seconds"] = round(time.monotonic() - started, 1)
+    summary = summarize(results, names)
+    print_report(summary, header)
+    print(f"total {header['total_seconds']}s, load average at start {header['loadavg_at_start']}")
+    if args.json:
+        payload = {
+            "header": header,
+            "summary": summary,
+            "runs": [vars(r) for r in results],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""What every drain-bench worker app shares: the environment it is built from and the task body.
+
+The body of every variant is the same single ``INCR`` of one counter key, on a plain redis-py
+client made once per process (after a fork too), so the variants differ only in what Celery
+and the platform do around it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+__all__ = ["COUNTER_KEY", "ENV_DB", "ENV_PREFIX", "ENV_REDIS", "incr", "redis_url"]
+
+ENV_REDIS = "SP_DRAIN_REDIS_URL"
+ENV_DB = "SP_DRAIN_DATABASE_URL"
+ENV_PREFIX = "SP_DRAIN_KEY_PREFIX"
+COUNTER_KEY = "drainbench:count"
+
+_client: redis.Redis | None = None
+_client_pid = 0
+
+
+def redis_url() -> str:
+    return os.environ.get(ENV_REDIS, "redis://127.0.0.1:6379/7")
+
+
+def incr() -> None:
+    """The task body of every variant: one INCR of the counter."""
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = redis.Redis.from_url(redis_url())
+        _client_pid = os.getpid()
+    _client.incr(COUNTER_KEY)
