@@ -14,7 +14,7 @@ Variants (the task body is the same single ``INCR`` of one counter key in every 
 4. ``platform-guarded``: the same topology, a ``guarded_task`` with ``governor=["bench"]``
    (limit 10**6/s, never denies): mode check, admission Lua, recorder;
 5. ``platform-idem``: the guarded task with ``idempotency_key="{i}"``: enqueue-side
-   SET NX GET, worker-side claim + complete.
+   SET NX (+ GET on a duplicate), worker-side claim + complete.
 
 Each run: flush db 7; enqueue N jobs with ``apply_async`` in a fresh subprocess (timed: the
 enqueue rate); move the queue aside (RENAME); start the workers (own session each) and wait
