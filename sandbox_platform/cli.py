@@ -283,6 +283,10 @@ def readiness(
 
 def main() -> None:
     """Console-script entry point: platform errors become one line, never a traceback."""
+    from sandbox_platform.logging import configure_logging
+
+    # Log lines go to stderr (stdout is for reports and JSON); commands may raise the level.
+    configure_logging("json", "WARNING")
     try:
         app()
     except SettingsError as error:
