@@ -195,3 +195,22 @@ def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):
     yield start
     for worker in started:
         worker.stop(timeout=15)
+
+
+@pytest.fixture
+def processes():  # type: ignore[no-untyped-def]
+    """multiprocessing processes a test starts; terminated and joined afterwards."""
+    started: list[object] = []
+    yield started
+    for proc in started:
+        if proc.is_alive():  # type: ignore[attr-defined]
+            proc.terminate()  # type: ignore[attr-defined]
+        proc.join(5)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def live_ready_limits(redis_client: redis.Redis) -> None:
+    """Limits for every resource tests/task_defs.py declares, so live workers pass readiness."""
+    from sandbox_platform.guards.governor import Governor
+
+    Governor(redis_client, "sp").set_limit("test-bucket", 1000, 1.0)

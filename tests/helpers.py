@@ -44,3 +44,15 @@ def json_lines(text: str) -> list[dict[str, object]]:
             except ValueError:
                 continue
     return records
+
+
+def poll_until(predicate, timeout: float, step: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last verdict."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
@@ -259,16 +259,6 @@ def _hammer(url: str, prefix: str, go: Event, seconds: float, out: Any) -> None:
         if gov.acquire("bucket").allowed:
             admitted += 1
     out.put(admitted)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[mp.process.BaseProcess]]:
-    started: list[mp.process.BaseProcess] = []
-    yield started
-    for proc in started:
-        if proc.is_alive():
-            proc.terminate()
-        proc.join(5)
 
 
 def run_bound(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
@@ -13,17 +12,9 @@ import sqlalchemy as sa
 from sandbox_platform.db.engine import get_engine, session_scope
 from sandbox_platform.db.models import Base, HeartbeatTick
 from sandbox_platform.heartbeat import Heartbeat
+from tests.helpers import poll_until
 
 INTERVAL = 0.5
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def _rows(url: str) -> list[HeartbeatTick]:
@@ -110,7 +101,7 @@ def test_is_healthy_flips_after_two_intervals(redis_client: redis.Redis) -> None
     hb.record_tick("heartbeat:1")
     assert hb.is_healthy()
     started = time.monotonic()
-    assert _wait_for(lambda: not hb.is_healthy(), timeout=4 * INTERVAL)
+    assert poll_until(lambda: not hb.is_healthy(), timeout=4 * INTERVAL)
     elapsed = time.monotonic() - started
     assert elapsed >= 2 * INTERVAL - 0.1, elapsed
     age = hb.last_tick_age()
@@ -130,7 +121,7 @@ def test_worker_ages_and_expiry(redis_client: redis.Redis) -> None:
     workers = hb.workers()
     assert set(workers) == {"w1", "w2"}
     assert all(0 <= age < 0.3 for age in workers.values())
-    assert _wait_for(lambda: set(hb.workers()) == {"w1"}, timeout=2)
+    assert poll_until(lambda: set(hb.workers()) == {"w1"}, timeout=2)
     assert hb.workers()["w1"] >= 0.3
     assert redis_client.zcard(hb.workers_key) == 1  # the expired one is pruned
     hb.touch_worker("w1")

@@ -6,7 +6,7 @@ import json
 import multiprocessing as mp
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
 from typing import Any
 
@@ -186,16 +186,6 @@ def _claimer(url: str, prefix: str, go: Event, out: Any) -> None:
         time.sleep(0.01)
         claim = store.claim("pay-1", FP, lease_seconds=60)
     out.put((first.status, claim.result))
-
-
-@pytest.fixture
-def processes() -> Iterator[list[mp.process.BaseProcess]]:
-    started: list[mp.process.BaseProcess] = []
-    yield started
-    for proc in started:
-        if proc.is_alive():
-            proc.terminate()
-        proc.join(5)
 
 
 def test_twenty_processes_one_key_one_execution(

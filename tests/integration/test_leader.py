@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,9 @@ from celery import Celery
 from sandbox_platform.beat_scheduler import LeaderScheduler, tick_id_for
 from sandbox_platform.errors import SettingsError
 from sandbox_platform.leader import LeaderLease, lease_keys
+from tests.helpers import poll_until
 
 TTL = 0.6
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def _two_clients(redis_url: str) -> tuple[redis.Redis, redis.Redis]:
@@ -67,7 +58,7 @@ def test_takeover_after_ttl_with_larger_token_and_stale_renew_fails(redis_url: s
         assert b.try_acquire() is None
     # a stops renewing; b takes over once the lease expires (Redis-side), not before
     started = time.monotonic()
-    assert _wait_for(lambda: b.try_acquire() is not None, timeout=TTL * 4)
+    assert poll_until(lambda: b.try_acquire() is not None, timeout=TTL * 4)
     waited = time.monotonic() - started
     assert waited >= TTL * 0.5, waited
     token_b = b.token

@@ -18,21 +18,13 @@ from sandbox_platform.settings import load_settings
 from tests.helpers import wait_until
 from tests.task_defs import register
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]
 WORKER_APP = "tests.worker_app"
 
 
 @pytest.fixture
 def platform_settings_kwargs(pg_settings_kwargs):  # type: ignore[no-untyped-def]
     return pg_settings_kwargs
-
-
-@pytest.fixture(autouse=True)
-def _live_ready(redis_client) -> None:  # type: ignore[no-untyped-def]
-    """Limits for every resource the test tasks declare, so live workers pass readiness."""
-    from sandbox_platform.guards.governor import Governor
-
-    Governor(redis_client, "sp").set_limit("test-bucket", 1000, 1.0)
 
 
 def _count(url: str, model, *where) -> int:  # type: ignore[no-untyped-def]

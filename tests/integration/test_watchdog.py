@@ -13,19 +13,11 @@ import redis
 
 from sandbox_platform.heartbeat import Heartbeat
 from sandbox_platform.watchdog import KIND_RECOVERED, KIND_STALE, BeatWatchdog
+from tests.helpers import poll_until
 
 INTERVAL = 0.3
 
 Alert = tuple[str, str, str, dict[str, Any]]
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 class Recorder:
@@ -75,7 +67,7 @@ def _hammer(dogs: list[BeatWatchdog], until: Callable[[], bool], timeout: float)
     for t in threads:
         t.start()
     try:
-        _wait_for(until, timeout)
+        poll_until(until, timeout)
     finally:
         stop.set()
         for t in threads:
@@ -128,7 +120,7 @@ def test_no_tick_ever_alerts_after_grace(clients: list[redis.Redis]) -> None:
     dogs = _watchdogs(clients, alerts, grace_seconds=0.4)
     assert [d.check() for d in dogs] == [None, None]  # inside the grace period
     assert alerts.kinds() == []
-    assert _wait_for(lambda: any(d.check() for d in dogs), timeout=3)
+    assert poll_until(lambda: any(d.check() for d in dogs), timeout=3)
     for d in dogs:
         assert d.check() is None
     assert alerts.kinds() == [KIND_STALE]
@@ -162,9 +154,9 @@ def test_background_thread_fires_and_stops(clients: list[redis.Redis]) -> None:
     for d in dogs:
         d.start(interval=0.05)
     try:
-        assert _wait_for(lambda: alerts.kinds() == [KIND_STALE], timeout=3)
+        assert poll_until(lambda: alerts.kinds() == [KIND_STALE], timeout=3)
         beat.record_tick("hb:2")
-        assert _wait_for(lambda: alerts.kinds() == [KIND_STALE, KIND_RECOVERED], timeout=3)
+        assert poll_until(lambda: alerts.kinds() == [KIND_STALE, KIND_RECOVERED], timeout=3)
     finally:
         for d in dogs:
             d.stop()
@@ -190,7 +182,7 @@ def test_background_thread_logs_errors(
     with caplog.at_level("ERROR", logger="sandbox_platform.watchdog"):
         dog.start(interval=0.02)
         try:
-            assert _wait_for(lambda: len(_own(caplog)) >= 2, timeout=3)
+            assert poll_until(lambda: len(_own(caplog)) >= 2, timeout=3)
         finally:
             dog.stop()
     assert "heartbeat check failed" in _own(caplog)[0].getMessage()
