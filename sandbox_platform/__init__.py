@@ -9,6 +9,7 @@ from sandbox_platform.context import (
     current_correlation_id,
     new_correlation_id,
 )
+from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.errors import (
     CountdownTooLongError,
     DryRunError,
@@ -26,8 +27,14 @@ from sandbox_platform.errors import (
     SettingsError,
     UnknownTaskError,
 )
+from sandbox_platform.guards.dry_run import irreversible
+from sandbox_platform.guards.governor import Governor
+from sandbox_platform.guards.idempotency import record_effect
+from sandbox_platform.guards.retry import Jitter, RetryPolicy
+from sandbox_platform.limits import declare_default_limits
 from sandbox_platform.logging import configure_logging
 from sandbox_platform.settings import Mode, Settings, load_settings
+from sandbox_platform.tasks import enqueue, guarded_task
 
 __version__ = "0.1.0"
 
@@ -35,17 +42,20 @@ __all__ = [
     "CountdownTooLongError",
     "DryRunError",
     "EnqueueError",
+    "Governor",
     "GovernorUnavailable",
     "GuardError",
     "IdempotencyConflict",
     "IdempotencyInFlight",
     "IsolationError",
+    "Jitter",
     "Mode",
     "ModeMismatchError",
     "PayloadError",
     "PlatformError",
     "RateLimitedError",
     "RetryExhausted",
+    "RetryPolicy",
     "Settings",
     "SettingsError",
     "UnknownTaskError",
@@ -54,6 +64,13 @@ __all__ = [
     "configure_logging",
     "create_app",
     "current_correlation_id",
+    "declare_default_limits",
+    "enqueue",
+    "guarded_task",
+    "irreversible",
     "load_settings",
     "new_correlation_id",
+    "platform_session",
+    "record_effect",
+    "register_app_metadata",
 ]
