@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox_platform.cli_ops import dead_letters_app, load_app, status_command
+from sandbox_platform.cli_ops import dead_letters_app, health_command, load_app, status_command
 from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
 from sandbox_platform.redaction import redact_value
@@ -34,6 +34,7 @@ sandbox_app = typer.Typer(no_args_is_help=True, help="The sandbox database.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.command("status")(status_command)
+app.command("health")(health_command)
 console = Console(stderr=True)
 
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]

@@ -15,7 +15,7 @@ from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import SettingsError
 from sandbox_platform.settings import Settings, load_settings
 
-__all__ = ["dead_letters_app", "status_command"]
+__all__ = ["dead_letters_app", "health_command", "load_app", "status_command"]
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Jobs that will not run by themselves.")
 console = Console()
@@ -140,3 +140,26 @@ def _render(status: dict[str, object]) -> str:
         text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         lines.append(f"{key:22} {text}")
     return "\n".join(lines)
+
+
+def health_command(
+    host: Annotated[
+        str | None, typer.Option(help="the worker host to check (default: this host's name)")
+    ] = None,
+) -> None:
+    """Liveness of this host's workers (a container probe): exit 0 if one is alive, else 1.
+
+    A worker is alive while it refreshes its liveness key (every half heartbeat interval,
+    TTL interval + 1 s).
+    """
+    import socket
+
+    from sandbox_platform.runtime import runtime
+
+    name = host or socket.gethostname()
+    alive = {w: age for w, age in runtime().heartbeat.workers().items() if w.endswith(f"@{name}")}
+    if not alive:
+        console.print(f"no live worker on {name}")
+        raise typer.Exit(1)
+    for worker, age in sorted(alive.items()):
+        console.print(f"{worker} alive ({age:.1f}s since its last beat)")
