@@ -20,6 +20,7 @@ from sandbox_platform.context import bind_correlation_id
 from sandbox_platform.db import migrate
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DryRunEvent
+from sandbox_platform.embedded import embedded_redis_running, stop_embedded_redis
 from sandbox_platform.redis_client import redis_url
 from sandbox_platform.settings import Settings
 from sandbox_platform.workerproc import WorkerSubprocess
@@ -57,6 +58,15 @@ def _wait_for_intercepts(
 
 def run_demo(settings: Settings, *, orders: int, timeout: float) -> int:
     console = Console()
+    started_redis = settings.embedded_redis and not embedded_redis_running(settings.data_dir)
+    try:
+        return _run(settings, console, orders=orders, timeout=timeout)
+    finally:
+        if started_redis:  # leave no daemon behind that the demo itself started
+            stop_embedded_redis(settings.data_dir)
+
+
+def _run(settings: Settings, console: Console, *, orders: int, timeout: float) -> int:
     env = _demo_env(settings)
     os.environ.update(env)  # the enqueuing side below uses the same app configuration
     migrate.upgrade(settings.active_database_url)

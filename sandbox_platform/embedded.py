@@ -18,7 +18,12 @@ import redis
 
 from sandbox_platform.errors import SettingsError
 
-__all__ = ["ensure_embedded_redis", "redis_server_binary", "stop_embedded_redis"]
+__all__ = [
+    "embedded_redis_running",
+    "ensure_embedded_redis",
+    "redis_server_binary",
+    "stop_embedded_redis",
+]
 
 
 def redis_server_binary() -> str:
@@ -52,6 +57,11 @@ def _ping(socket_path: Path) -> bool:
             client.close()
     except redis.RedisError:
         return False
+
+
+def embedded_redis_running(data_dir: Path) -> bool:
+    """Whether an embedded server answers on ``data_dir``'s socket."""
+    return _ping(data_dir / "redis.sock")
 
 
 def ensure_embedded_redis(data_dir: Path, timeout: float = 10.0) -> str:
