@@ -203,3 +203,22 @@ def test_warm_shutdown_loses_no_run_record(
             select(func.count()).select_from(JobRun).where(JobRun.task_name == "tests.limited")
         )
     assert count == 50
+
+
+def test_unknown_task_message_is_dead_lettered_not_dropped(
+    worker_factory, platform_app, pg_databases
+) -> None:
+    sandbox_db, _ = pg_databases
+    worker = worker_factory(platform_app, WORKER_APP)
+    with bind_correlation_id("corr-unknown"):
+        sent = platform_app.send_task("tests.no_such_task", args=["kept", 1], kwargs={"k": 2})
+    letters = wait_until(
+        lambda: _dead_letters(sandbox_db),
+        timeout=30,
+        message="the unknown-task message was dropped",
+    )
+    assert letters[0].reason == "unknown_task"
+    assert letters[0].task_id == sent.id and letters[0].task_name == "tests.no_such_task"
+    assert letters[0].correlation_id == "corr-unknown"
+    assert letters[0].message["args"] == ["kept", 1] and letters[0].message["kwargs"] == {"k": 2}
+    assert worker.alive()
