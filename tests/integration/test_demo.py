@@ -25,6 +25,7 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
             text=True,
             timeout=180,
         )
+        stopped = not embedded_redis_running(data_dir)  # the demo stops what it started
     finally:
         stop_embedded_redis(data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -32,3 +33,4 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     assert "2 orders processed; 4 irreversible calls" in out, proc.stdout
     assert "sim_order-" in out
     assert (data_dir / "sandbox.sqlite3").exists()
+    assert stopped
