@@ -231,6 +231,21 @@ def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
     start_worker_services(hostname, getattr(sender, "app", None))
 
 
+def _on_worker_shutting_down(**_kwargs: Any) -> None:
+    """Before the consumer stops: mark the jobs kombu is about to hand back as clean."""
+    from sandbox_platform.poison import held_task_ids, mark_clean_restores
+    from sandbox_platform.runtime import installed_runtime
+
+    rt = installed_runtime()
+    if rt is None:
+        return
+    try:
+        marked = mark_clean_restores(rt.redis, rt.settings.key_prefix, held_task_ids())
+        log.info("warm shutdown: held jobs marked as clean restores", jobs=marked)
+    except Exception:
+        log.exception("could not mark held jobs before shutdown")
+
+
 def _on_worker_shutdown(**_kwargs: Any) -> None:
     """Warm shutdown: stop the side services, write every buffered record."""
     from sandbox_platform.runtime import flush_runtime
@@ -256,6 +271,7 @@ _RECEIVERS = (
     (signals.task_rejected, _on_task_rejected),
     (signals.worker_init, _on_worker_init),
     (signals.worker_ready, _on_worker_ready),
+    (signals.worker_shutting_down, _on_worker_shutting_down),
     (signals.worker_shutdown, _on_worker_shutdown),
     (signals.worker_process_shutdown, _on_worker_process_shutdown),
 )

@@ -37,6 +37,7 @@ from sandbox_platform.guards.retry import (
     fire_exhausted,
 )
 from sandbox_platform.jobscope import JobScope, job_scope
+from sandbox_platform.poison import count_redelivery
 from sandbox_platform.runtime import Runtime, runtime
 
 if TYPE_CHECKING:
@@ -133,11 +134,9 @@ def _check_poison(job: _Job) -> None:
     if not info.get("redelivered"):
         return
     settings = job.rt.settings
-    key = f"{settings.key_prefix}:deliveries:{{{job.task.request.id}}}"
-    pipe = job.rt.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 24 * 3600)
-    redeliveries = int(pipe.execute()[0])
+    redeliveries = count_redelivery(job.rt.redis, settings.key_prefix, job.task.request.id or "")
+    if redeliveries == 0:
+        return  # handed back by a warm shutdown, not by a lost worker
     if redeliveries < settings.poison_max_deliveries:
         log.warning("job redelivered after a lost worker", redeliveries=redeliveries)
         return

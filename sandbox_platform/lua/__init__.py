@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "idem_complete",
     "idem_extend",
     "idem_release",
+    "poison_count",
 )
 
 _INCLUDE = re.compile(r"^--\s*@include\s+(\S+)\s*$", re.MULTILINE)

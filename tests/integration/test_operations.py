@@ -222,3 +222,25 @@ def test_unknown_task_message_is_dead_lettered_not_dropped(
     assert letters[0].correlation_id == "corr-unknown"
     assert letters[0].message["args"] == ["kept", 1] and letters[0].message["kwargs"] == {"k": 2}
     assert worker.alive()
+
+
+def test_warm_shutdown_marks_held_jobs_so_they_do_not_count_as_poison(
+    guarded, worker_factory, platform_app, redis_client
+) -> None:
+    """A deploy (warm shutdown) hands back the jobs a worker holds; kombu flags them
+    redelivered like a crash would, so the worker marks them as clean restores first."""
+    from sandbox_platform.poison import count_redelivery, poison_keys
+
+    worker = worker_factory(platform_app, WORKER_APP)
+    held = guarded.limited.apply_async(("held-done", 1), countdown=1800)
+    wait_until(lambda: _held(platform_app, worker), timeout=30, message="the job was not held")
+    worker.stop()
+    assert redis_client.exists(poison_keys("sp", held.id)[0]) == 1
+    assert count_redelivery(redis_client, "sp", held.id) == 0  # the mark is consumed
+    assert count_redelivery(redis_client, "sp", held.id) == 1  # a lost worker would count
+    assert redis_client.llen("held-done") == 0
+
+
+def _held(app, worker) -> bool:  # type: ignore[no-untyped-def]
+    scheduled = app.control.inspect(destination=[worker.hostname], timeout=1.0).scheduled()
+    return bool(scheduled and scheduled.get(worker.hostname))
