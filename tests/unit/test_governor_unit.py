@@ -212,8 +212,19 @@ def test_scripts_have_headers_and_expanded_includes(name: str) -> None:
     assert "ARGV[1]" in header
     assert "Returns" in header
     assert not re.search(r"^--\s*@include", source, re.MULTILINE)
-    assert "local function sp_fmt" in source
-    assert source.count("local function sp_fmt") == 1
+    if "@include _common.lua" in _raw(name):  # the shared snippet, expanded exactly once
+        assert source.count("local function sp_fmt") == 1
+
+
+def _raw(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("sandbox_platform.lua").joinpath(f"{name}.lua").read_text()
+
+
+def test_scripts_sharing_the_common_snippet() -> None:
+    users = [n for n in SCRIPT_NAMES if "@include _common.lua" in _raw(n)]
+    assert {"admit", "governor_acquire", "idem_claim"} <= set(users)
 
 
 def test_unknown_script_is_refused() -> None:
