@@ -25,6 +25,7 @@ from sandbox_platform.context import (
     MODE_HEADER,
     current_correlation_id,
     new_correlation_id,
+    request_header,
     set_correlation_id,
 )
 from sandbox_platform.db.engine import dispose_engines
@@ -137,18 +138,11 @@ def _on_before_task_publish(headers: dict[str, Any] | None = None, **_kwargs: An
     headers.setdefault(MODE_HEADER, platform_settings().mode.value)
 
 
-def _request_header(task: Task[Any, Any], name: str) -> Any:
-    value = getattr(task.request, name, None)
-    if value is None:
-        value = (getattr(task.request, "headers", None) or {}).get(name)
-    return value
-
-
 def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k: Any) -> None:
     structlog.contextvars.clear_contextvars()
     if task is None:
         return
-    correlation_id = _request_header(task, CORRELATION_HEADER) or new_correlation_id()
+    correlation_id = request_header(task.request, CORRELATION_HEADER) or new_correlation_id()
     set_correlation_id(correlation_id)
     structlog.contextvars.bind_contextvars(
         task_id=task_id,

@@ -11,22 +11,35 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
 __all__ = [
     "CORRELATION_HEADER",
+    "IDEMPOTENCY_HEADER",
     "MODE_HEADER",
     "bind_correlation_id",
     "current_correlation_id",
     "new_correlation_id",
+    "request_header",
     "set_correlation_id",
 ]
 
 CORRELATION_HEADER = "sp_correlation_id"
 MODE_HEADER = "sp_mode"
+IDEMPOTENCY_HEADER = "sp_idempotency_key"
 
 _correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
+
+
+def request_header(request: Any, name: str) -> Any:
+    """A custom message header of a Celery request: Celery exposes it as an attribute of
+    ``task.request`` (protocol 2), or inside its ``headers`` dict."""
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
 
 
 def new_correlation_id() -> str:

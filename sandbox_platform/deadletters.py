@@ -16,14 +16,13 @@ import structlog
 from celery import Celery
 from sqlalchemy import select
 
-from sandbox_platform.context import CORRELATION_HEADER
+from sandbox_platform.context import CORRELATION_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, utcnow
 from sandbox_platform.errors import PlatformError
 from sandbox_platform.redaction import redact
 
 __all__ = [
-    "IDEMPOTENCY_HEADER",
     "DeadLetterRecord",
     "list_dead_letters",
     "replay_dead_letter",
@@ -31,8 +30,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-IDEMPOTENCY_HEADER = "sp_idempotency_key"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -47,7 +47,6 @@ class Runtime:
     dry_run_lock: DryRunLock
     heartbeat: Heartbeat
     alerts: AlertDispatcher
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -28,7 +28,7 @@ import redis
 from celery import Celery, Task
 from celery.result import AsyncResult
 
-from sandbox_platform.deadletters import IDEMPOTENCY_HEADER
+from sandbox_platform.context import IDEMPOTENCY_HEADER
 from sandbox_platform.errors import (
     CountdownTooLongError,
     EnqueueError,
@@ -129,12 +129,6 @@ class GuardedTask(Task[Any, Any]):
             (resolve_resource(template, args, kwargs, self.sp_argnames), cost)
             for template, cost in self.sp_governor
         ]
-
-    def on_denied(self, resource: str, wait_seconds: float) -> None:
-        """Called when the governor denied a run (the alerts wiring overrides the default)."""
-        from sandbox_platform.hooks import fire_denied
-
-        fire_denied(self.name, resource, wait_seconds)
 
     def requeue(
         self,

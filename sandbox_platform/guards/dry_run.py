@@ -151,22 +151,11 @@ class DryRunLock:
                 log.exception("dry-run event could not be recorded", action=event["action"])
 
 
-_default_lock: DryRunLock | None = None
-
-
-def set_default_lock(lock: DryRunLock | None) -> None:
-    """Install the process's lock (the runtime does this when it starts)."""
-    global _default_lock
-    _default_lock = lock
-
-
 def default_lock() -> DryRunLock:
-    """The process's lock; built from the runtime on first use."""
-    if _default_lock is None:
-        from sandbox_platform.runtime import runtime
+    """The process's lock: the runtime's (built on first use)."""
+    from sandbox_platform.runtime import runtime
 
-        return runtime().dry_run_lock
-    return _default_lock
+    return runtime().dry_run_lock
 
 
 def irreversible(

@@ -24,9 +24,15 @@ import structlog
 from celery.exceptions import Ignore, Reject, Retry
 
 from sandbox_platform.alerts import Severity
-from sandbox_platform.context import CORRELATION_HEADER, MODE_HEADER, current_correlation_id
+from sandbox_platform.context import (
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+    MODE_HEADER,
+    current_correlation_id,
+    request_header,
+)
 from sandbox_platform.db.models import JobRun
-from sandbox_platform.deadletters import IDEMPOTENCY_HEADER, store_dead_letter
+from sandbox_platform.deadletters import store_dead_letter
 from sandbox_platform.errors import GovernorUnavailable, IdempotencyConflict, RateLimitedError
 from sandbox_platform.guards.admission import Admission
 from sandbox_platform.guards.idempotency import fingerprint
@@ -36,6 +42,7 @@ from sandbox_platform.guards.retry import (
     compute_delay,
     fire_exhausted,
 )
+from sandbox_platform.hooks import fire_denied
 from sandbox_platform.jobscope import JobScope, job_scope
 from sandbox_platform.poison import count_redelivery
 from sandbox_platform.runtime import Runtime, runtime
@@ -43,22 +50,13 @@ from sandbox_platform.runtime import Runtime, runtime
 if TYPE_CHECKING:
     from sandbox_platform.tasks import GuardedTask
 
-__all__ = ["RUN_STATES", "request_header", "run_guarded"]
+__all__ = ["RUN_STATES", "run_guarded"]
 
 log = structlog.get_logger(__name__)
 
 RUN_STATES = ("succeeded", "failed", "retrying", "deduplicated", "deferred", "dead_lettered")
 MIN_DEFER_SECONDS = 0.05
 RESULT_RECORD_LIMIT = 4096
-
-
-def request_header(task: GuardedTask, name: str) -> Any:
-    """A custom message header of the running request (attribute or ``headers`` dict)."""
-    request = task.request
-    value = getattr(request, name, None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get(name)
-    return value
 
 
 @dataclass
@@ -87,7 +85,7 @@ class _Job:
             "headers": {
                 CORRELATION_HEADER: current_correlation_id(),
                 IDEMPOTENCY_HEADER: self.key,
-                MODE_HEADER: request_header(self.task, MODE_HEADER),
+                MODE_HEADER: request_header(self.task.request, MODE_HEADER),
             },
         }
 
@@ -117,7 +115,7 @@ def run_guarded(task: GuardedTask, args: tuple[Any, ...], kwargs: dict[str, Any]
 
 
 def _check_mode(job: _Job) -> None:
-    message_mode = request_header(job.task, MODE_HEADER)
+    message_mode = request_header(job.task.request, MODE_HEADER)
     worker_mode = job.rt.settings.mode.value
     if message_mode and message_mode != worker_mode:
         detail = f"message enqueued in {message_mode} mode reached a {worker_mode} worker"
@@ -159,7 +157,7 @@ def _check_poison(job: _Job) -> None:
 def _admit(job: _Job) -> Admission | None:
     """Claim and take in one round trip; return an Admission when the body must not run."""
     task = job.task
-    job.key = request_header(task, IDEMPOTENCY_HEADER) or task.resolve_idempotency_key(
+    job.key = request_header(task.request, IDEMPOTENCY_HEADER) or task.resolve_idempotency_key(
         job.args, job.kwargs
     )
     resources = task.resolve_resources(job.args, job.kwargs)
@@ -206,7 +204,7 @@ def _defer(job: _Job, admission: Admission) -> NoReturn:
     if admission.status == "denied":
         wait = min(wait, job.rt.settings.visibility_timeout * 0.9)
         log.info("governor denied; job re-queued", resource=admission.resource, wait=wait)
-        job.task.on_denied(admission.resource or "", wait)
+        fire_denied(job.task.name, admission.resource or "", wait)
     else:
         log.info("idempotency key in flight elsewhere; job re-queued", key=job.key, wait=wait)
     job.task.requeue(job.args, job.kwargs, countdown=wait, idempotency_key=job.key)
