@@ -16,7 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox_platform.cli_ops import dead_letters_app, health_command, load_app, status_command
+from sandbox_platform.cli_ops import (
+    cli_settings,
+    dead_letters_app,
+    health_command,
+    load_app,
+    status_command,
+)
 from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import PlatformError, SettingsError
 from sandbox_platform.redaction import redact_value
@@ -40,13 +46,6 @@ console = Console(stderr=True)
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        settings_error_exit(error)
-
-
 def _database_url(url: str | None, settings: Settings) -> str:
     return url or settings.active_database_url
 
@@ -56,7 +55,7 @@ def show_settings(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Validate the settings and print them, credentials masked."""
-    values = _settings().public_dict()
+    values = cli_settings().public_dict()
     if as_json:
         print(json.dumps(values, indent=2))
         return
@@ -74,7 +73,7 @@ def db_upgrade(
     """Migrate the database of the current mode (or --url) up to REVISION."""
     from sandbox_platform.db import migrate
 
-    target = _database_url(url, _settings())
+    target = _database_url(url, cli_settings())
     migrate.upgrade(target, revision)
     console.print(f"database at revision {migrate.current_revision(target)}")
 
@@ -87,7 +86,7 @@ def db_downgrade(
     """Migrate the database down to REVISION."""
     from sandbox_platform.db import migrate
 
-    target = _database_url(url, _settings())
+    target = _database_url(url, cli_settings())
     migrate.downgrade(target, revision)
     console.print(f"database at revision {migrate.current_revision(target)}")
 
@@ -99,7 +98,7 @@ def db_current(
     """Print the database's revision and the code's head."""
     from sandbox_platform.db import migrate
 
-    target = _database_url(url, _settings())
+    target = _database_url(url, cli_settings())
     print(f"current={migrate.current_revision(target)} head={migrate.head_revision(target)}")
 
 
@@ -127,7 +126,7 @@ def sandbox_reset(
 
     from sandbox_platform.db.session import app_metadata, reset_sandbox
 
-    settings = _settings()
+    settings = cli_settings()
     extra = [_load_object(path) for path in metadata or []]
     for item in extra:
         if not isinstance(item, MetaData):
@@ -164,7 +163,7 @@ def worker(
 
     A consumer that dies is started again; a settings error or a live NO-GO stops them all.
     """
-    settings = _settings()
+    settings = cli_settings()
     if pool not in ("solo", "prefork"):
         raise typer.BadParameter("must be solo or prefork", param_hint="--pool")
     count = processes or os.cpu_count() or 1
@@ -188,7 +187,7 @@ def beat(
     app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "beat",
 ) -> None:
     """Start the scheduler (one leader at a time; extra beats stay standby)."""
-    settings = _settings()
+    settings = cli_settings()
     command = [sys.executable, "-m", "celery", "-A", app_module, "beat", *ctx.args]
     raise typer.Exit(Supervisor([command], _celery_env(settings)).run())
 
@@ -201,7 +200,7 @@ def demo(
     """Run the platform end to end on embedded defaults: a worker processes demo orders."""
     from sandbox_platform.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), orders=orders, timeout=timeout))
+    raise typer.Exit(run_demo(cli_settings(), orders=orders, timeout=timeout))
 
 
 # -- readiness (begin) ----------------------------------------------------------------------

@@ -15,13 +15,20 @@ from sandbox_platform.entrypoint import settings_error_exit
 from sandbox_platform.errors import SettingsError
 from sandbox_platform.settings import Settings, load_settings
 
-__all__ = ["dead_letters_app", "health_command", "load_app", "status_command"]
+__all__ = [
+    "cli_settings",
+    "dead_letters_app",
+    "health_command",
+    "load_app",
+    "status_command",
+]
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Jobs that will not run by themselves.")
 console = Console()
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
+    """The settings, or one line naming the bad variable and exit code 2."""
     try:
         return load_settings()
     except SettingsError as error:
@@ -68,7 +75,7 @@ def list_command(
     """List dead letters, newest first."""
     from sandbox_platform.deadletters import list_dead_letters
 
-    letters = list_dead_letters(_settings().active_database_url, reason=reason, limit=limit)
+    letters = list_dead_letters(cli_settings().active_database_url, reason=reason, limit=limit)
     if as_json:
         print(
             json.dumps(
@@ -113,7 +120,7 @@ def replay_command(
     """Publish a dead letter again, keeping its idempotency key and correlation id."""
     from sandbox_platform.deadletters import replay_dead_letter
 
-    settings = _settings()
+    settings = cli_settings()
     task_id = replay_dead_letter(
         load_app(app_module, settings), settings.active_database_url, dead_letter_id
     )
@@ -128,7 +135,7 @@ def status_command(
     from sandbox_platform.runtime import runtime
     from sandbox_platform.status import platform_status
 
-    settings = _settings()
+    settings = cli_settings()
     app = load_app(app_module, settings)
     status = platform_status(runtime(), app)
     print(json.dumps(status, indent=2, default=str) if as_json else _render(status))

@@ -43,17 +43,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import redis
 from celery import Celery
-from sqlalchemy import func, select
 
-from sandbox_platform.alerts import DatabaseSink
 from sandbox_platform.builtin_tasks import HEARTBEAT_TASK
 from sandbox_platform.celery_app import create_app, forget_platform_settings
 from sandbox_platform.db import migrate
-from sandbox_platform.db.engine import session_scope
-from sandbox_platform.db.models import JobRun
-from sandbox_platform.embedded import stop_embedded_redis
+from sandbox_platform.embedded import embedded_redis_running, stop_embedded_redis
 from sandbox_platform.errors import PlatformError
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.governor import Governor
@@ -62,9 +57,10 @@ from sandbox_platform.guards.retry import RetryBackoffManager
 from sandbox_platform.heartbeat import Heartbeat
 from sandbox_platform.payload import check_payload
 from sandbox_platform.readiness import ReadinessChecker
-from sandbox_platform.redis_client import get_redis, redis_url
+from sandbox_platform.redis_client import broker_redis, redis_url
 from sandbox_platform.runtime import Runtime, installed_runtime, reset_runtime, set_runtime
 from sandbox_platform.settings import ENV_PREFIX, Mode, Settings, load_settings
+from sandbox_platform.status import completed_jobs, platform_status, queue_length
 from sandbox_platform.workerproc import WorkerSubprocess
 
 __all__ = [
@@ -80,8 +76,6 @@ __all__ = [
 
 # kombu's Redis transport keeps one list per priority step: the plain queue name for priority
 # 0 and "<queue>\x06\x16<step>" for the others (its default steps are 0, 3, 6, 9).
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
 
 _READY_TIMEOUT = 60.0
 _HEARTBEAT_TIMEOUT = 30.0
@@ -264,15 +258,10 @@ class WorkerProcess:
         return str(self._app().send_task(task_name, args=args, kwargs=kwargs).id)
 
     def queue_length(self) -> int:
-        """Messages waiting in the app's default queue (LLEN over kombu's priority lists)."""
-        app = self._app()
-        queue = str(app.conf.task_default_queue)
-        client = self._broker_client()
-        names = [queue, *(f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)]
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(name)
-        return sum(int(n) for n in pipe.execute())
+        """Messages waiting in the app's default queue (all of kombu's priority lists)."""
+        return queue_length(
+            broker_redis(self._settings()), str(self._app().conf.task_default_queue)
+        )
 
     def completed_jobs(self) -> int:
         """Job runs in state ``succeeded`` in this mode's database.
@@ -281,10 +270,7 @@ class WorkerProcess:
         batches (its recorder flushes every 0.2 s), so a job just finished may take that long
         to be counted.
         """
-        settings = self._settings()
-        stmt = select(func.count()).select_from(JobRun).where(JobRun.state == "succeeded")
-        with session_scope(settings.active_database_url) as session:
-            return int(session.scalar(stmt) or 0)
+        return completed_jobs(self._settings().active_database_url)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -298,10 +284,6 @@ class WorkerProcess:
             self.app = create_app(self._settings())
             self._owns_app = True
         return self.app
-
-    def _broker_client(self) -> redis.Redis:
-        settings = self._settings()
-        return get_redis(settings.broker_url or redis_url(settings))
 
 
 class SandboxOrchestrator:
@@ -389,7 +371,9 @@ class SandboxOrchestrator:
         settings = self._build_settings(self._temp_dir)
         self._settings = settings
         if settings.redis_url is None:
-            self._started_redis_in = None if _embedded_alive(settings) else settings.data_dir
+            self._started_redis_in = (
+                None if embedded_redis_running(settings.data_dir) else settings.data_dir
+            )
         self.redis_url = redis_url(settings)  # starts the embedded server when needed
         if self._started_redis_in is not None:
             self.embedded_redis_pid = _read_pid(settings.data_dir / "redis.pid")
@@ -564,30 +548,7 @@ class SandboxOrchestrator:
 
     def get_status(self) -> dict[str, Any]:
         """One snapshot in the seed's shape, read from the real components."""
-        readiness = self.readiness_checker
-        settings = self.settings
-        return {
-            "readiness": readiness.get_status(),
-            "heartbeat": self.heartbeat.status(),
-            "governor": self.governor.stats(),
-            "worker_queue_length": self.worker.queue_length(),
-            "completed_jobs": self.worker.completed_jobs(),
-            "alerts": DatabaseSink(settings.active_database_url).count(),
-            "idempotent_operations": self.idempotency_manager.count(),
-        }
-
-
-def _embedded_alive(settings: Settings) -> bool:
-    socket_path = settings.data_dir / "redis.sock"
-    if not socket_path.exists():
-        return False
-    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+        return platform_status(self.runtime, self.app, self.readiness_checker)
 
 
 def _read_pid(path: Path, timeout: float = 2.0) -> int | None:

@@ -10,7 +10,7 @@ import redis
 from sandbox_platform.embedded import ensure_embedded_redis
 from sandbox_platform.settings import Settings
 
-__all__ = ["celery_url", "get_redis", "redis_url", "reset_clients", "text"]
+__all__ = ["broker_redis", "celery_url", "get_redis", "redis_url", "reset_clients", "text"]
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -21,6 +21,11 @@ def redis_url(settings: Settings) -> str:
     if settings.redis_url is not None:
         return settings.redis_url
     return ensure_embedded_redis(settings.data_dir)
+
+
+def broker_redis(settings: Settings) -> redis.Redis:
+    """The shared client of the broker's Redis (the coordination Redis unless set apart)."""
+    return get_redis(settings.broker_url or redis_url(settings))
 
 
 def text(value: object) -> str:

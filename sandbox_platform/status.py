@@ -1,47 +1,63 @@
-"""The platform's status in the seed's shape, read from the real system."""
+"""The platform's status in the seed's shape, read from the real system.
+
+Used by ``sandbox-platform status`` and by the seed facade's ``get_status()``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Celery
 from sqlalchemy import func, select
 
+from sandbox_platform.alerts import DatabaseSink
 from sandbox_platform.db.engine import session_scope
-from sandbox_platform.db.models import Alert, JobRun
+from sandbox_platform.db.models import JobRun
 from sandbox_platform.runtime import Runtime
 
-__all__ = ["platform_status", "queue_length"]
+if TYPE_CHECKING:
+    from sandbox_platform.readiness import ReadinessChecker
+
+__all__ = ["completed_jobs", "platform_status", "queue_length"]
+
+# kombu's Redis transport keeps priorities 3, 6 and 9 in lists named queue + sep + step.
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
 
 
-def queue_length(rt: Runtime, app: Celery) -> int:
-    """Jobs waiting in the app's default queue (the Redis list of that name)."""
-    return int(rt.redis.llen(str(app.conf.task_default_queue)))
+def queue_length(broker: redis.Redis, queue: str) -> int:
+    """Jobs waiting in ``queue``, over kombu's priority lists, in one round trip."""
+    pipe = broker.pipeline(transaction=False)
+    for name in (queue, *(f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)):
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
 
 
-def _count(url: str, model: type[JobRun] | type[Alert], *where: Any) -> int:
-    with session_scope(url) as session:
-        query = select(func.count()).select_from(model)
-        if where:
-            query = query.where(*where)
+def completed_jobs(database_url: str) -> int:
+    """Job runs in state ``succeeded`` (guarded tasks record them, in batches)."""
+    query = select(func.count()).select_from(JobRun).where(JobRun.state == "succeeded")
+    with session_scope(database_url) as session:
         return int(session.scalar(query) or 0)
 
 
-def platform_status(rt: Runtime, app: Celery, *, readiness: bool = True) -> dict[str, Any]:
+def platform_status(
+    rt: Runtime, app: Celery, checker: ReadinessChecker | None = None
+) -> dict[str, Any]:
     """readiness, heartbeat, governor, worker_queue_length, completed_jobs, alerts,
     idempotent_operations — the keys the seed's ``get_status()`` returned."""
-    url = rt.settings.active_database_url
-    status: dict[str, Any] = {}
-    if readiness:
-        from sandbox_platform.readiness import ReadinessChecker
+    from sandbox_platform.readiness import ReadinessChecker
+    from sandbox_platform.redis_client import broker_redis
 
-        status["readiness"] = ReadinessChecker(rt.settings, app).get_status()
-    status.update(
-        heartbeat=rt.heartbeat.status(),
-        governor=rt.governor.stats(),
-        worker_queue_length=queue_length(rt, app),
-        completed_jobs=_count(url, JobRun, JobRun.state == "succeeded"),
-        alerts=_count(url, Alert),
-        idempotent_operations=rt.idempotency.count(),
-    )
-    return status
+    url = rt.settings.active_database_url
+    return {
+        "readiness": (checker or ReadinessChecker(rt.settings, app)).get_status(),
+        "heartbeat": rt.heartbeat.status(),
+        "governor": rt.governor.stats(),
+        "worker_queue_length": queue_length(
+            broker_redis(rt.settings), str(app.conf.task_default_queue)
+        ),
+        "completed_jobs": completed_jobs(url),
+        "alerts": DatabaseSink(url).count(),
+        "idempotent_operations": rt.idempotency.count(),
+    }
