@@ -6,11 +6,11 @@ lives in :mod:`beat.schedule`.
 """
 
 from beat.schedule import beat_schedule
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.entrypoint import exit_on_settings_error
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.exits import exit_on_settings_error
 
 app = exit_on_settings_error(create_app)
 app.conf.beat_schedule = beat_schedule(app.platform_settings)
-app.conf.beat_scheduler = "sandbox_platform.beat_scheduler:LeaderScheduler"
+app.conf.beat_scheduler = "sandbox_platform.app.beat_scheduler:LeaderScheduler"
 
 __all__ = ["app"]

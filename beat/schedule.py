@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox_platform.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK
-from sandbox_platform.settings import Settings
+from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK
+from sandbox_platform.core.settings import Settings
 
 __all__ = ["HOUSEKEEPING_SECONDS", "beat_schedule"]
 

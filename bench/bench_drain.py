@@ -55,7 +55,7 @@ import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
 from bench.drain_common import COUNTER_KEY, ENV_DB, ENV_PREFIX, ENV_REDIS  # noqa: E402
-from sandbox_platform.workerproc import LEAN_FLAGS  # noqa: E402
+from sandbox_platform.procs.worker import LEAN_FLAGS  # noqa: E402
 
 DEFAULT_URL = "redis://127.0.0.1:6379/7"
 KEY_PREFIX = "spdrain"

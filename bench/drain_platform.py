@@ -1,6 +1,6 @@
 """The platform app for bench_drain.py: ``celery -A bench.drain_platform:platform_app worker``.
 
-Built with :func:`sandbox_platform.celery_app.create_app` from settings given by environment
+Built with :func:`sandbox_platform.app.factory.create_app` from settings given by environment
 variables (``SP_DRAIN_REDIS_URL``, ``SP_DRAIN_DATABASE_URL``, ``SP_DRAIN_KEY_PREFIX``). Three
 tasks with the same body (one INCR): a plain Celery task on the platform app, a guarded task
 behind the governor, and the same guarded task with an idempotency key per job.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 from bench.drain_common import ENV_DB, ENV_PREFIX, incr, redis_url
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.settings import load_settings
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.settings import load_settings
 from sandbox_platform.tasks import guarded_task
 
 __all__ = ["GOVERNOR_RESOURCE", "drain_guarded", "drain_idem", "drain_plain", "platform_app"]

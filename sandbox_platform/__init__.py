@@ -3,14 +3,14 @@
 The public API is what ``__all__`` lists; everything else is internal.
 """
 
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.context import (
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.app.tasks import enqueue, guarded_task
+from sandbox_platform.core.context import (
     bind_correlation_id,
     current_correlation_id,
     new_correlation_id,
 )
-from sandbox_platform.db.session import platform_session, register_app_metadata
-from sandbox_platform.errors import (
+from sandbox_platform.core.errors import (
     CountdownTooLongError,
     DryRunError,
     EnqueueError,
@@ -27,14 +27,15 @@ from sandbox_platform.errors import (
     SettingsError,
     UnknownTaskError,
 )
+from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.settings import Mode, Settings, load_settings
+from sandbox_platform.db.session import platform_session, register_app_metadata
+from sandbox_platform.guards.base import Guard, Job, Option, Outcome
 from sandbox_platform.guards.dry_run import irreversible
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import record_effect
 from sandbox_platform.guards.retry import Jitter, RetryPolicy
-from sandbox_platform.limits import declare_default_limits
-from sandbox_platform.logging import configure_logging
-from sandbox_platform.settings import Mode, Settings, load_settings
-from sandbox_platform.tasks import enqueue, guarded_task
+from sandbox_platform.ops.limits import declare_default_limits
 
 __version__ = "0.1.0"
 
@@ -44,13 +45,17 @@ __all__ = [
     "EnqueueError",
     "Governor",
     "GovernorUnavailable",
+    "Guard",
     "GuardError",
     "IdempotencyConflict",
     "IdempotencyInFlight",
     "IsolationError",
     "Jitter",
+    "Job",
     "Mode",
     "ModeMismatchError",
+    "Option",
+    "Outcome",
     "PayloadError",
     "PlatformError",
     "RateLimitedError",

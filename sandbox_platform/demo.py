@@ -16,14 +16,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from sandbox_platform.context import bind_correlation_id
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
+from sandbox_platform.core.redis_client import redis_url
+from sandbox_platform.core.settings import Settings
 from sandbox_platform.db import migrate
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DryRunEvent
-from sandbox_platform.embedded import embedded_redis_running, stop_embedded_redis
-from sandbox_platform.redis_client import redis_url
-from sandbox_platform.settings import Settings
-from sandbox_platform.workerproc import WorkerSubprocess
+from sandbox_platform.procs.worker import WorkerSubprocess
 
 __all__ = ["run_demo"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from sandbox_platform.heartbeat import Heartbeat
-from sandbox_platform.redis_client import get_redis
+from sandbox_platform.core.redis_client import get_redis
+from sandbox_platform.ops.heartbeat import Heartbeat
 
 DELIVERIES = "beattest:deliveries"
 RECORDED = "beattest:recorded"

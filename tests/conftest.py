@@ -143,9 +143,9 @@ def pg_settings_kwargs(
 @pytest.fixture
 def platform_app(platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
     """A Celery app in the test process, configured like the workers, for enqueuing."""
-    from sandbox_platform.celery_app import create_app
-    from sandbox_platform.runtime import reset_runtime
-    from sandbox_platform.settings import load_settings
+    from sandbox_platform.app.factory import create_app
+    from sandbox_platform.app.runtime import reset_runtime
+    from sandbox_platform.core.settings import load_settings
 
     reset_runtime()
     app = create_app(load_settings(**platform_settings_kwargs))
@@ -165,7 +165,7 @@ def guarded(platform_app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
     """Start real ``celery worker`` processes; every one is stopped by its pid afterwards."""
-    from sandbox_platform.workerproc import WorkerSubprocess
+    from sandbox_platform.procs.worker import WorkerSubprocess
 
     started: list[WorkerSubprocess] = []
 

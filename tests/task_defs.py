@@ -15,12 +15,12 @@ import redis
 from celery import Celery
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-from sandbox_platform.celery_app import platform_settings
+from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.settings import active_settings
 from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.dry_run import irreversible
 from sandbox_platform.guards.idempotency import record_effect
 from sandbox_platform.guards.retry import Jitter, RetryPolicy
-from sandbox_platform.jobscope import current_job
 from sandbox_platform.tasks import guarded_task
 
 FAST_RETRY = RetryPolicy(max_retries=2, base=0.05, cap=0.2, jitter=Jitter.NONE)
@@ -35,7 +35,7 @@ orders = Table(
 
 
 def _redis() -> redis.Redis:
-    settings = platform_settings()
+    settings = active_settings()
     assert settings.redis_url is not None
     return redis.Redis.from_url(settings.redis_url)
 

@@ -4,8 +4,8 @@
 task definitions of tests/task_defs.py.
 """
 
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.entrypoint import exit_on_settings_error
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.exits import exit_on_settings_error
 
 app = exit_on_settings_error(create_app)
 

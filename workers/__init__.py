@@ -4,8 +4,8 @@ The Celery app is built here, from the environment (``SANDBOX_PLATFORM_*``); a b
 exits with one line and code 2. Task modules are listed in ``TASK_MODULES``.
 """
 
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.entrypoint import exit_on_settings_error
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.exits import exit_on_settings_error
 
 TASK_MODULES = ["workers.tasks"]
 

@@ -13,9 +13,15 @@ from contextlib import contextmanager
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
+from sandbox_platform.core.errors import IsolationError
+from sandbox_platform.core.settings import (
+    ENV_PREFIX,
+    Settings,
+    active_settings,
+    database_identity,
+)
+from sandbox_platform.db import migrate
 from sandbox_platform.db.engine import dispose_engines, get_engine, session_scope
-from sandbox_platform.errors import IsolationError
-from sandbox_platform.settings import ENV_PREFIX, Settings, database_identity
 
 __all__ = ["app_metadata", "platform_session", "register_app_metadata", "reset_sandbox"]
 
@@ -37,9 +43,7 @@ def app_metadata() -> list[MetaData]:
 def platform_session(settings: Settings | None = None) -> Iterator[Session]:
     """A session on this mode's database; commits on success, rolls back on error."""
     if settings is None:
-        from sandbox_platform.celery_app import platform_settings
-
-        settings = platform_settings()
+        settings = active_settings()
     with session_scope(settings.active_database_url) as session:
         yield session
 
@@ -51,8 +55,6 @@ def reset_sandbox(
 
     Refuses (IsolationError) when the target is the live database. Returns the URL reset.
     """
-    from sandbox_platform.db import migrate
-
     target = url or settings.sandbox_database_url
     if settings.live_database_url and database_identity(target) == database_identity(
         settings.live_database_url

@@ -10,6 +10,10 @@ The keys are exactly those of :class:`~sandbox_platform.guards.governor.Governor
 :class:`~sandbox_platform.guards.idempotency.IdempotencyStore` for the same prefix, so the
 three objects can be mixed freely.
 
+The pipeline builds one :class:`AdmissionRequest` per job: each guard that needs Redis at
+admission *contributes* to it (the idempotency guard its claim, the governor guard its
+tokens), and :meth:`Admitter.admit_request` answers it in one round trip.
+
 Redis Cluster: one script may only touch one slot. The governor's and the store's own scripts
 are single-slot (hash tags), but an admission over an idempotency key *and* resources spans
 slots unless they share a hash tag; on a cluster, use the governor and the store separately.
@@ -21,17 +25,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis
 
+from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.guards.governor import _check_positive_int, _fail_closed, governor_keys
 from sandbox_platform.guards.idempotency import _ms, idempotency_keys
-from sandbox_platform.lua import get_script
-from sandbox_platform.redis_client import text as _redis_text
+from sandbox_platform.guards.lua import get_script
 
-__all__ = ["Admission", "AdmissionStatus", "Admitter"]
+__all__ = ["Admission", "AdmissionRequest", "AdmissionStatus", "Admitter"]
 
 AdmissionStatus = Literal["acquired", "done", "in_flight", "conflict", "denied"]
 _STATUSES = ("acquired", "done", "in_flight", "conflict", "denied")
@@ -61,6 +65,28 @@ class Admission:
     def value(self) -> Any:
         """The stored result, decoded (None when there is none)."""
         return None if self.result is None else json.loads(self.result)
+
+
+@dataclass
+class AdmissionRequest:
+    """What the guards of one job ask of the admission script (empty: no round trip)."""
+
+    claim_key: str | None = None
+    fingerprint: str = ""
+    lease: float = 300
+    ttl: float = 86400
+    takes: list[tuple[str, int]] = field(default_factory=list)
+
+    def claim(self, key: str, fingerprint: str, *, lease: float, ttl: float) -> None:
+        """Claim idempotency ``key`` for a run with arguments ``fingerprint``."""
+        self.claim_key, self.fingerprint, self.lease, self.ttl = key, fingerprint, lease, ttl
+
+    def take(self, resource: str, cost: int = 1) -> None:
+        """Take ``cost`` tokens from every limit of ``resource`` (all resources or none)."""
+        self.takes.append((resource, cost))
+
+    def __bool__(self) -> bool:
+        return self.claim_key is not None or bool(self.takes)
 
 
 class Admitter:
@@ -93,6 +119,12 @@ class Admitter:
             int(wait_us),
             _redis_text(resource),
             idem_key,
+        )
+
+    def admit_request(self, request: AdmissionRequest) -> Admission:
+        """Answer ``request`` in one round trip (see :meth:`admit`)."""
+        return self.admit(
+            request.claim_key, request.fingerprint, request.takes, request.lease, request.ttl
         )
 
     def _keys_and_args(

@@ -20,13 +20,21 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import structlog
 
-from sandbox_platform.context import current_correlation_id
-from sandbox_platform.errors import DryRunError
-from sandbox_platform.jobscope import current_job
-from sandbox_platform.redaction import redact
-from sandbox_platform.settings import Mode
+from sandbox_platform.core.context import current_correlation_id
+from sandbox_platform.core.errors import DryRunError
+from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.redaction import redact
+from sandbox_platform.core.settings import Mode, active_settings
 
-__all__ = ["DryRunLock", "Simulator", "default_simulation", "irreversible"]
+__all__ = [
+    "DryRunLock",
+    "Simulator",
+    "active_lock",
+    "default_simulation",
+    "install_lock_provider",
+    "irreversible",
+    "uninstall_lock_provider",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -151,11 +159,39 @@ class DryRunLock:
                 log.exception("dry-run event could not be recorded", action=event["action"])
 
 
-def default_lock() -> DryRunLock:
-    """The process's lock: the runtime's (built on first use)."""
-    from sandbox_platform.runtime import runtime
+LockProvider = Callable[[], DryRunLock]
+_provider: LockProvider | None = None
+_fallback: DryRunLock | None = None
 
-    return runtime().dry_run_lock
+
+def install_lock_provider(provider: LockProvider | None) -> None:
+    """Tell :func:`irreversible` where this process's lock is (the app layer does, at
+    ``create_app``); None removes it."""
+    global _provider
+    _provider = provider
+
+
+def uninstall_lock_provider(provider: LockProvider) -> None:
+    """Remove ``provider`` if it is the installed one (an app being closed)."""
+    global _provider
+    if _provider is provider:
+        _provider = None
+
+
+def active_lock() -> DryRunLock:
+    """The process's lock: the installed provider's, else one built from the settings.
+
+    Without a platform app in the process, the mode still comes from the settings (sandbox
+    unless ``SANDBOX_PLATFORM_MODE=live``), but intercepts are only logged, not stored.
+    """
+    global _fallback
+    if _provider is not None:
+        return _provider()
+    if _fallback is None:
+        mode = active_settings().mode
+        log.warning("no platform app in this process: dry-run events are logged only", mode=mode)
+        _fallback = DryRunLock(mode)
+    return _fallback
 
 
 def irreversible(
@@ -176,7 +212,7 @@ def irreversible(
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            lock = default_lock()
+            lock = active_lock()
             return cast(R, lock.execute(action, func, *args, simulate=simulate, **kwargs))
 
         wrapper.__sandbox_platform_action__ = action  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ keys of one resource live in one slot)::
     {prefix}:gov:{resource}:stats   hash   admitted, denied
     {prefix}:gov:resources          set    resources with a configured limit (for stats)
 
-A Redis that cannot be reached raises :class:`~sandbox_platform.errors.GovernorUnavailable`:
+A Redis that cannot be reached raises :class:`~sandbox_platform.core.errors.GovernorUnavailable`:
 the governor fails closed.
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 
 import redis
 
-from sandbox_platform.errors import GovernorUnavailable
-from sandbox_platform.lua import get_script
-from sandbox_platform.redis_client import text as _redis_text
+from sandbox_platform.core.errors import GovernorUnavailable
+from sandbox_platform.core.redis_client import text as _redis_text
+from sandbox_platform.guards.lua import get_script
 
 __all__ = [
     "MAX_UNITS",

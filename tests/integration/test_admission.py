@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis
 
-from sandbox_platform.errors import GovernorUnavailable
+from sandbox_platform.core.errors import GovernorUnavailable
 from sandbox_platform.guards.admission import Admitter
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint

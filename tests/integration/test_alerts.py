@@ -15,7 +15,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from structlog.testing import capture_logs
 
-from sandbox_platform.alerts import (
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.errors import RetryExhausted
+from sandbox_platform.db.engine import get_engine
+from sandbox_platform.db.models import Base
+from sandbox_platform.guards.retry import RetryBackoffManager, clear_exhausted_hooks
+from sandbox_platform.ops.alerts import (
     AlertDispatcher,
     DatabaseSink,
     MemorySink,
@@ -24,11 +29,6 @@ from sandbox_platform.alerts import (
     WebhookSink,
     connect_retry_exhaustion,
 )
-from sandbox_platform.context import bind_correlation_id
-from sandbox_platform.db.engine import get_engine
-from sandbox_platform.db.models import Base
-from sandbox_platform.errors import RetryExhausted
-from sandbox_platform.guards.retry import RetryBackoffManager, clear_exhausted_hooks
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_platform.embedded import embedded_redis_running, stop_embedded_redis
+from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
 from tests.helpers import platform_env
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from sandbox_platform.errors import GovernorUnavailable
+from sandbox_platform.core.errors import GovernorUnavailable
 from sandbox_platform.guards.governor import Governor, resolve_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_denied_caller_is_admitted_after_the_wait(gov: Governor) -> None:
 
 
 def test_state_is_kept_as_exact_integers(gov: Governor) -> None:
-    """Regression (DESIGN.md): tostring() keeps 14 digits and a bucket built on it over-admits.
+    """Regression (Lua precision): tostring() keeps 14 digits and a bucket built on it over-admits.
 
     A microsecond timestamp has 16 digits; the stored one must be the exact Redis time.
     """

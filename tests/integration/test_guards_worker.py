@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.db.engine import session_scope
-from sandbox_platform.db.models import DeadLetter, Effect, JobRun
-from sandbox_platform.errors import (
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.app.runtime import reset_runtime
+from sandbox_platform.core.errors import (
     CountdownTooLongError,
     IdempotencyConflict,
     PayloadError,
     UnknownTaskError,
 )
+from sandbox_platform.core.settings import load_settings
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import DeadLetter, Effect, JobRun
 from sandbox_platform.guards.governor import Governor
-from sandbox_platform.runtime import reset_runtime
-from sandbox_platform.settings import load_settings
 from sandbox_platform.tasks import enqueue
 from tests.helpers import platform_env, wait_until
 from tests.task_defs import orders, register
@@ -74,7 +74,7 @@ def test_governor_denials_requeue_with_wait_and_never_use_a_retry(
 ENQUEUE_SAME_KEY = textwrap.dedent(
     """
     import sys, time, redis
-    from sandbox_platform.celery_app import create_app
+    from sandbox_platform.app.factory import create_app
     from tests.task_defs import register
     app = create_app()
     tasks = register(app)

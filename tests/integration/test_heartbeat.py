@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from sandbox_platform.db.engine import get_engine, session_scope
 from sandbox_platform.db.models import Base, HeartbeatTick
-from sandbox_platform.heartbeat import Heartbeat
+from sandbox_platform.ops.heartbeat import Heartbeat
 from tests.helpers import poll_until
 
 INTERVAL = 0.5

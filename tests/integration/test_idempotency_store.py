@@ -14,10 +14,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from sandbox_platform.context import bind_correlation_id
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.errors import IdempotencyConflict, IdempotencyInFlight
 from sandbox_platform.db.engine import get_engine, session_scope
 from sandbox_platform.db.models import Base, Effect
-from sandbox_platform.errors import IdempotencyConflict, IdempotencyInFlight
 from sandbox_platform.guards.idempotency import (
     Claim,
     IdempotencyManager,

@@ -12,9 +12,9 @@ import pytest
 import redis
 from celery import Celery
 
-from sandbox_platform.beat_scheduler import LeaderScheduler, tick_id_for
-from sandbox_platform.errors import SettingsError
-from sandbox_platform.leader import LeaderLease, lease_keys
+from sandbox_platform.app.beat_scheduler import LeaderScheduler, tick_id_for
+from sandbox_platform.core.errors import SettingsError
+from sandbox_platform.ops.leader import LeaderLease, lease_keys
 from tests.helpers import poll_until
 
 TTL = 0.6

@@ -19,10 +19,12 @@ import pytest
 import redis
 from celery import Celery
 
-from sandbox_platform.celery_app import create_app
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.app.runtime import reset_runtime
+from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.guards.governor import Governor
-from sandbox_platform.heartbeat import Heartbeat
-from sandbox_platform.readiness import (
+from sandbox_platform.ops.heartbeat import Heartbeat
+from sandbox_platform.ops.readiness import (
     BEAT_STALE,
     BROKER_UNREACHABLE,
     CANARY_TIMEOUT,
@@ -37,8 +39,6 @@ from sandbox_platform.readiness import (
     ReadinessChecker,
     Report,
 )
-from sandbox_platform.runtime import reset_runtime
-from sandbox_platform.settings import Settings, load_settings
 from tests.helpers import platform_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,12 +9,12 @@ import pytest
 from celery import chain, chord, group
 from sqlalchemy import func, select
 
-from sandbox_platform.celery_app import create_app
-from sandbox_platform.context import bind_correlation_id
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.app.runtime import reset_runtime
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, DryRunEvent
-from sandbox_platform.runtime import reset_runtime
-from sandbox_platform.settings import load_settings
 from tests.helpers import wait_until
 from tests.task_defs import register
 

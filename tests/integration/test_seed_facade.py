@@ -1,6 +1,6 @@
 """The seed's README snippets, run as written against the real platform.
 
-Each snippet of ``BATCH_1_README.md`` (Quick Start, Integration Example, Configuration,
+Each snippet of the seed brief (Quick Start, Integration Example, Configuration,
 Monitoring, Troubleshooting) is stored verbatim under ``tests/seed_examples/`` and executed
 with one change: ``from services.sandbox import`` becomes
 ``from sandbox_platform.orchestrator import``. A small preamble defines the names the snippets
@@ -16,6 +16,7 @@ never share a queue with the shared one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,17 +26,18 @@ from typing import Any
 import pytest
 import redis
 
-from sandbox_platform.embedded import ensure_embedded_redis, stop_embedded_redis
-from sandbox_platform.errors import PayloadError, PlatformError
+from sandbox_platform.core.embedded import ensure_embedded_redis, stop_embedded_redis
+from sandbox_platform.core.errors import PayloadError, PlatformError
+from sandbox_platform.core.settings import load_settings
 from sandbox_platform.guards.dry_run import default_simulation
 from sandbox_platform.orchestrator import SandboxOrchestrator, WorkerProcess
-from sandbox_platform.settings import load_settings
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
 SEED_DIR = Path(__file__).resolve().parents[1] / "seed_examples"
-SEED_README = Path("/work/shared/seed/BATCH_1_README.md")
+# sha256 of each snippet as copied from the brief (checked against it when they were stored)
+SEED_SUMS = SEED_DIR / "SHA256SUMS"
 SEED_IMPORT = "from services.sandbox import"
 OUR_IMPORT = "from sandbox_platform.orchestrator import"
 SEED_STATUS_KEYS = {
@@ -143,11 +145,11 @@ def sandbox() -> Iterator[SandboxOrchestrator]:
 
 def test_snippets_are_stored_verbatim() -> None:
     assert len(SNIPPETS) == 10
-    if not SEED_README.exists():
-        pytest.skip(f"seed brief not present at {SEED_README}")
-    readme = SEED_README.read_text()
+    sums = dict(reversed(line.split("  ", 1)) for line in SEED_SUMS.read_text().splitlines())
+    assert sorted(sums) == SNIPPETS
     for name in SNIPPETS:
-        assert (SEED_DIR / name).read_text() in readme, f"{name} differs from the seed"
+        digest = hashlib.sha256((SEED_DIR / name).read_bytes()).hexdigest()
+        assert digest == sums[name], f"{name} differs from the seed"
 
 
 def test_only_the_import_line_changes() -> None:

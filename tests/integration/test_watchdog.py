@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from sandbox_platform.heartbeat import Heartbeat
-from sandbox_platform.watchdog import KIND_RECOVERED, KIND_STALE, BeatWatchdog
+from sandbox_platform.ops.heartbeat import Heartbeat
+from sandbox_platform.ops.watchdog import KIND_RECOVERED, KIND_STALE, BeatWatchdog
 from tests.helpers import poll_until
 
 INTERVAL = 0.3
@@ -166,7 +166,7 @@ def test_background_thread_fires_and_stops(clients: list[redis.Redis]) -> None:
 
 def _own(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The watchdog's own records (other loggers may log at DEBUG under caplog too)."""
-    return [r for r in caplog.records if r.name == "sandbox_platform.watchdog"]
+    return [r for r in caplog.records if r.name == "sandbox_platform.ops.watchdog"]
 
 
 def test_background_thread_logs_errors(
@@ -179,7 +179,7 @@ def test_background_thread_logs_errors(
         Heartbeat(clients[0], interval_seconds=INTERVAL), clients[0], alert=broken, grace_seconds=0
     )
     clients[0].set(dog.since_key, "0")
-    with caplog.at_level("ERROR", logger="sandbox_platform.watchdog"):
+    with caplog.at_level("ERROR", logger="sandbox_platform.ops.watchdog"):
         dog.start(interval=0.02)
         try:
             assert poll_until(lambda: len(_own(caplog)) >= 2, timeout=3)

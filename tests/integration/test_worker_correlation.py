@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 ENQUEUE = textwrap.dedent(
     """
     import sys
-    from sandbox_platform.celery_app import create_app
-    from sandbox_platform.context import bind_correlation_id
+    from sandbox_platform.app.factory import create_app
+    from sandbox_platform.core.context import bind_correlation_id
 
     app = create_app()
     with bind_correlation_id(sys.argv[1]):

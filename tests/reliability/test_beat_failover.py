@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from sandbox_platform.db.engine import get_engine, session_scope
 from sandbox_platform.db.models import Base, HeartbeatTick
-from sandbox_platform.leader import LeaderLease, LeaseInfo
+from sandbox_platform.ops.leader import LeaderLease, LeaseInfo
 from tests.beat_app_for_tests import DELIVERIES, RECORDED
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, HeartbeatTick
-from sandbox_platform.leader import LeaderLease
+from sandbox_platform.ops.leader import LeaderLease
 from tests.helpers import platform_env, wait_until
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from sandbox_platform import alerts
-from sandbox_platform.alerts import (
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.errors import RetryExhausted
+from sandbox_platform.guards.retry import (
+    ExhaustedEvent,
+    RetryBackoffManager,
+    clear_exhausted_hooks,
+    fire_exhausted,
+)
+from sandbox_platform.ops.alerts import (
     Alert,
     AlertDispatcher,
     LogSink,
@@ -19,14 +27,6 @@ from sandbox_platform.alerts import (
     WebhookSink,
     connect_retry_exhaustion,
     slack_payload,
-)
-from sandbox_platform.context import bind_correlation_id
-from sandbox_platform.errors import RetryExhausted
-from sandbox_platform.guards.retry import (
-    ExhaustedEvent,
-    RetryBackoffManager,
-    clear_exhausted_hooks,
-    fire_exhausted,
 )
 
 

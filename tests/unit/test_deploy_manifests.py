@@ -50,7 +50,7 @@ def test_commands_are_real(command: list[str], tmp_path: Path) -> None:
 
 
 def test_readiness_probes_skip_only_known_checks() -> None:
-    from sandbox_platform.readiness import CHECK_NAMES
+    from sandbox_platform.ops.readiness import CHECK_NAMES
 
     for command in _commands():
         if command[1] == "readiness" and "--skip" in command:

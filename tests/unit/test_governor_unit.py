@@ -29,7 +29,7 @@ from sandbox_platform.guards.idempotency import (
     fingerprint,
     idempotency_keys,
 )
-from sandbox_platform.lua import SCRIPT_NAMES, get_script, load_script
+from sandbox_platform.guards.lua import SCRIPT_NAMES, get_script, load_script
 
 DEAD = "redis://127.0.0.1:1/0"
 
@@ -219,7 +219,7 @@ def test_scripts_have_headers_and_expanded_includes(name: str) -> None:
 def _raw(name: str) -> str:
     from importlib import resources
 
-    return resources.files("sandbox_platform.lua").joinpath(f"{name}.lua").read_text()
+    return resources.files("sandbox_platform.guards.lua").joinpath(f"{name}.lua").read_text()
 
 
 def test_scripts_sharing_the_common_snippet() -> None:

@@ -9,9 +9,9 @@ import logging
 import pytest
 import structlog
 
-from sandbox_platform.context import bind_correlation_id
-from sandbox_platform.logging import configure_logging
-from sandbox_platform.redaction import redact, redact_value
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.redaction import redact, redact_value
 
 
 @pytest.fixture

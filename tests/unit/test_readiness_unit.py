@@ -6,16 +6,15 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from celery import Celery
 
-from sandbox_platform.celery_app import create_app
+from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.settings import Mode, Settings, load_settings
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.retry import RetryPolicy
-from sandbox_platform.readiness import (
+from sandbox_platform.ops.readiness import (
     CHECK_NAMES,
     CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY,
     CONFIG_LATE_ACKS_OFF,
@@ -29,9 +28,7 @@ from sandbox_platform.readiness import (
     ReadinessChecker,
     Report,
 )
-from sandbox_platform.readiness_checks import CheckContext
-from sandbox_platform.runtime import set_runtime
-from sandbox_platform.settings import Mode, Settings, load_settings
+from sandbox_platform.ops.readiness_checks import CheckContext
 from sandbox_platform.tasks import guarded_task
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -58,12 +55,6 @@ def app(settings: Settings) -> Iterator[Celery]:
     app = create_app(settings)
     yield app
     app.close()
-
-
-@pytest.fixture
-def fake_runtime() -> Iterator[None]:
-    yield
-    set_runtime(None)
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -256,14 +247,12 @@ def test_dry_run_live_mode_passes_through(tmp_path: Path) -> None:
     assert dry_run.message == "live mode: pass-through"
 
 
-@pytest.mark.usefixtures("fake_runtime")
 @pytest.mark.parametrize(("lock_mode", "code"), [(Mode.SANDBOX, OK), (Mode.LIVE, DRY_RUN_DISARMED)])
 def test_dry_run_sandbox_needs_an_armed_lock(
     settings: Settings, lock_mode: Mode, code: str
 ) -> None:
-    fake: Any = SimpleNamespace(dry_run_lock=DryRunLock(lock_mode))
-    set_runtime(fake)
-    report = ReadinessChecker(settings, skip=only("dry_run")).run()
+    lock = DryRunLock(lock_mode)
+    report = ReadinessChecker(settings, skip=only("dry_run"), dry_run_lock=lock).run()
     dry_run = report.get("dry_run")
     assert dry_run is not None and dry_run.code == code
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from sandbox_platform.context import bind_correlation_id
-from sandbox_platform.errors import CountdownTooLongError, RetryExhausted
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.errors import CountdownTooLongError, RetryExhausted
 from sandbox_platform.guards.retry import (
     ExhaustedEvent,
     Jitter,

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from sandbox_platform.errors import IsolationError, SettingsError
-from sandbox_platform.settings import Mode, database_identity, load_settings
+from sandbox_platform.core.errors import IsolationError, SettingsError
+from sandbox_platform.core.settings import Mode, database_identity, load_settings
 from tests.helpers import platform_env
 
 

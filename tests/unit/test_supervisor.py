@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sandbox_platform.supervisor import Supervisor
+from sandbox_platform.procs.supervisor import Supervisor
 
 SCRIPT = """
 import sys

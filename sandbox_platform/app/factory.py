@@ -1,0 +1,80 @@
+"""The Celery app factory: the platform's configuration, its guards, its built-in tasks.
+
+The configuration is :func:`~sandbox_platform.core.celery_config.celery_config` (JSON only,
+late acks, prefetch 1, the visibility timeout from settings, ...). Every signal receiver is
+connected in :mod:`sandbox_platform.app.signals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from sandbox_platform.app.builtin_tasks import register_builtin_tasks
+from sandbox_platform.app.runtime import forget_runtime, runtime_for
+from sandbox_platform.app.signals import connect_signals
+from sandbox_platform.core.celery_config import celery_config
+from sandbox_platform.core.settings import (
+    Settings,
+    forget_active_settings,
+    load_settings,
+    use_settings,
+)
+from sandbox_platform.guards.base import Guard
+from sandbox_platform.guards.builtin import BUILTIN_GUARDS
+from sandbox_platform.guards.dry_run import (
+    DryRunLock,
+    install_lock_provider,
+    uninstall_lock_provider,
+)
+
+__all__ = ["PlatformCelery", "create_app", "release_app"]
+
+
+class PlatformCelery(Celery):
+    """A Celery app that knows its platform settings and its guards."""
+
+    platform_settings: Settings
+    platform_guards: tuple[Guard, ...]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    main: str = "sandbox_platform",
+    guards: Sequence[Guard] = (),
+) -> Celery:
+    """Build a Celery app configured from ``settings`` (read from the environment if None).
+
+    ``guards`` are added to the built-in ones; each guard's ``order`` places it among them
+    (built-ins use 10..60; a guard without one runs after them).
+    """
+    for guard in guards:
+        if not isinstance(guard, Guard):
+            raise TypeError(f"create_app(guards=...) takes Guard objects, got {guard!r}")
+    settings = use_settings(settings or load_settings())
+    app = PlatformCelery(main, set_as_current=True)
+    app.platform_settings = settings
+    app.platform_guards = (*BUILTIN_GUARDS, *guards)
+    app.config_from_object(celery_config(settings))
+    register_builtin_tasks(app)
+    connect_signals()
+
+    def lock() -> DryRunLock:
+        return runtime_for(app).dry_run_lock
+
+    app._sp_lock_provider = lock  # type: ignore[attr-defined]
+    install_lock_provider(lock)
+    return app
+
+
+def release_app(app: Celery) -> None:
+    """Undo what ``create_app`` installed for this process (its runtime, its dry-run lock
+    provider, its settings as the process default) and close the app."""
+    forget_runtime(app)
+    provider = getattr(app, "_sp_lock_provider", None)
+    if provider is not None:
+        uninstall_lock_provider(provider)
+    forget_active_settings(getattr(app, "platform_settings", None))
+    app.close()

@@ -1,0 +1,61 @@
+"""A live worker checks readiness before it consumes and refuses to start on NO-GO.
+
+The ``worker`` and ``beat`` checks are skipped (this worker is not up yet and beat may start
+after it); every other check must pass. ``SANDBOX_PLATFORM_SKIP_READINESS=true`` (or
+``sandbox-platform worker --skip-readiness``) is the explicit override; it is logged loudly.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import structlog
+from celery import Celery
+
+from sandbox_platform.core.settings import Mode, Settings
+from sandbox_platform.ops.alerts import AlertDispatcher, Severity
+from sandbox_platform.ops.readiness import ReadinessChecker
+
+__all__ = ["EXIT_NO_GO", "GATE_SKIPS", "check_live_worker"]
+
+log = structlog.get_logger(__name__)
+
+GATE_SKIPS = frozenset({"worker", "beat"})
+EXIT_NO_GO = 3
+
+
+def check_live_worker(
+    settings: Settings, app: Celery, alerts: Callable[[], AlertDispatcher]
+) -> None:
+    """Exit the process (code 3) when a live worker's readiness is NO-GO.
+
+    ``alerts`` gives the dispatcher for the critical alert (called only on NO-GO).
+    """
+    if settings.mode is not Mode.LIVE:
+        return
+    if settings.skip_readiness:
+        log.warning("live worker starting WITHOUT a readiness check (override set)")
+        return
+
+    def alert(report: object) -> None:
+        alerts().alert(
+            Severity.CRITICAL,
+            "readiness_no_go",
+            "live worker refused to start: readiness NO-GO",
+            reasons=getattr(report, "reasons", []),
+        )
+
+    report = ReadinessChecker(settings, app, skip=GATE_SKIPS, on_no_go=alert).run()
+    if report.go:
+        log.info("live worker readiness: GO")
+        return
+    reasons = ", ".join(report.reasons)
+    failing = "; ".join(f"{c.name}: {c.code}: {c.message}" for c in report.checks if not c.ok)
+    log.critical("live worker refused to start: readiness NO-GO", reasons=report.reasons)
+    print(
+        f"sandbox-platform: live worker refused to start, readiness NO-GO ({reasons}): "
+        f"{failing}. Fix these, or set SANDBOX_PLATFORM_SKIP_READINESS=true to override.",
+        file=sys.stderr,
+    )
+    raise SystemExit(EXIT_NO_GO)

@@ -1,0 +1,182 @@
+"""The per-process runtime: the one place that builds the parts and hands them down.
+
+For each platform app, once per process (rebuilt in a forked child): one Redis client, the
+event bus, the recorder, the alert dispatcher subscribed to the events, the dry-run lock, the
+heartbeat, the governor and idempotency store, and the guard pipeline bound to all of it.
+Lower layers never fetch these: the pipeline hands them to every guard, the app hands the
+lock to ``irreversible``. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery
+
+from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.redis_client import get_redis, redis_url
+from sandbox_platform.core.settings import Settings, active_settings
+from sandbox_platform.db.models import DryRunEvent
+from sandbox_platform.db.recorder import Recorder
+from sandbox_platform.guards.base import Guard, Services
+from sandbox_platform.guards.builtin import BUILTIN_GUARDS
+from sandbox_platform.guards.dry_run import DryRunLock
+from sandbox_platform.guards.events import DryRunIntercepted, Events
+from sandbox_platform.guards.governor import Governor
+from sandbox_platform.guards.idempotency import IdempotencyStore
+from sandbox_platform.guards.pipeline import Pipeline
+from sandbox_platform.ops.alert_wiring import build_dispatcher, wire_alert_sources
+from sandbox_platform.ops.alerts import AlertDispatcher
+from sandbox_platform.ops.heartbeat import Heartbeat
+
+__all__ = [
+    "Runtime",
+    "built_runtime",
+    "flush_runtime",
+    "forget_runtime",
+    "reset_runtime",
+    "runtime_for",
+]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    events: Events
+    recorder: Recorder
+    alerts: AlertDispatcher
+    dry_run_lock: DryRunLock
+    heartbeat: Heartbeat
+    governor: Governor
+    idempotency: IdempotencyStore
+    pipeline: Pipeline
+
+    @classmethod
+    def build(cls, settings: Settings, guards: Sequence[Guard] = BUILTIN_GUARDS) -> Runtime:
+        client = get_redis(redis_url(settings))
+        prefix = settings.key_prefix
+        events = Events()
+        recorder = Recorder(settings.active_database_url)
+        alerts = build_dispatcher(settings, client)
+        wire_alert_sources(alerts, events)
+        services = Services(settings=settings, redis=client, events=events, recorder=recorder)
+        return cls(
+            settings=settings,
+            redis=client,
+            events=events,
+            recorder=recorder,
+            alerts=alerts,
+            dry_run_lock=_dry_run_lock(settings, recorder, events),
+            heartbeat=Heartbeat(
+                client,
+                interval_seconds=settings.heartbeat_interval,
+                prefix=prefix,
+                database_url=settings.active_database_url,
+            ),
+            governor=Governor(client, prefix),
+            idempotency=IdempotencyStore(client, prefix),
+            pipeline=Pipeline(guards, services),
+        )
+
+    def flush(self) -> None:
+        """Write what is buffered (warm shutdown)."""
+        self.recorder.flush()
+        self.alerts.flush(timeout=5)
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.alerts.close(timeout=5)
+
+
+def _dry_run_lock(settings: Settings, recorder: Recorder, events: Events) -> DryRunLock:
+    def record(event: dict[str, Any]) -> None:
+        recorder.add(DryRunEvent, **event)
+
+    def announce(event: dict[str, Any]) -> None:
+        job = current_job()
+        task = job.task_name if job is not None else ""
+        events.emit(
+            DryRunIntercepted(task, event.get("task_id"), event.get("correlation_id"), record=event)
+        )
+
+    return DryRunLock(settings.mode, sink=record, on_intercept=announce)
+
+
+# -- one runtime per app and process ------------------------------------------------------------
+
+_ATTRIBUTE = "_sp_runtime"
+_lock = threading.Lock()
+_generation = 0
+_built: list[Runtime] = []
+_built_pid = os.getpid()
+
+
+def _slot(app: Celery) -> Runtime | None:
+    slot = app.__dict__.get(_ATTRIBUTE)
+    if slot is not None and slot[0] == os.getpid() and slot[1] == _generation:
+        return slot[2]  # type: ignore[no-any-return]
+    return None
+
+
+def runtime_for(app: Celery) -> Runtime:
+    """The runtime of ``app`` in this process, built on first use from the app's settings
+    (``create_app``'s) and guards."""
+    current = _slot(app)
+    if current is not None:
+        return current
+    global _built_pid
+    with _lock:
+        current = _slot(app)
+        if current is None:
+            settings = getattr(app, "platform_settings", None) or active_settings()
+            guards = getattr(app, "platform_guards", BUILTIN_GUARDS)
+            current = Runtime.build(settings, guards)
+            if _built_pid != os.getpid():  # forked: the parent's runtimes are not ours
+                _built.clear()
+                _built_pid = os.getpid()
+            _built.append(current)
+            app.__dict__[_ATTRIBUTE] = (os.getpid(), _generation, current)
+        return current
+
+
+def built_runtime(app: Celery) -> Runtime | None:
+    """``app``'s runtime if this process has built it; builds nothing."""
+    return _slot(app)
+
+
+def _mine() -> list[Runtime]:
+    return list(_built) if _built_pid == os.getpid() else []
+
+
+def flush_runtime() -> None:
+    """Write what every runtime of this process has buffered; build nothing."""
+    for current in _mine():
+        current.flush()
+
+
+def forget_runtime(app: Celery) -> None:
+    """Flush, close and forget ``app``'s runtime in this process (if built)."""
+    with _lock:
+        current = _slot(app)
+        app.__dict__.pop(_ATTRIBUTE, None)
+        if current is not None and current in _built:
+            _built.remove(current)
+    if current is not None:
+        current.close()
+
+
+def reset_runtime() -> None:
+    """Flush, close and forget every runtime of this process (tests, the seed facade)."""
+    global _generation
+    with _lock:
+        closing = _mine()
+        _built.clear()
+        _generation += 1
+    for current in closing:
+        current.close()

@@ -1,0 +1,195 @@
+"""Every Celery signal receiver of the platform, connected in one place.
+
+Receivers are module-level functions connected with ``weak=False`` and a ``dispatch_uid`` by
+:func:`connect_signals`, so they cannot be garbage-collected away nor connected twice. They
+find the app they serve through the signal's sender (a task, a consumer or a worker); the
+worker's app is remembered at ``worker_init`` for the shutdown signals, which carry none.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from celery.app.task import Task
+
+from sandbox_platform.app.live_gate import check_live_worker
+from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
+from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
+from sandbox_platform.core.context import (
+    CORRELATION_HEADER,
+    MODE_HEADER,
+    current_correlation_id,
+    new_correlation_id,
+    request_header,
+    set_correlation_id,
+)
+from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.redis_client import reset_clients
+from sandbox_platform.core.settings import Settings, active_settings
+from sandbox_platform.db.deadletters import store_dead_letter
+from sandbox_platform.db.engine import dispose_engines
+from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
+
+__all__ = ["connect_signals", "message_record"]
+
+log = structlog.get_logger(__name__)
+
+_worker_app: Celery | None = None
+
+
+def _app_of(sender: Any) -> Celery | None:
+    app = getattr(sender, "app", None)
+    return app if isinstance(app, Celery) else None
+
+
+def _settings_of(app: Celery | None) -> Settings:
+    settings = getattr(app, "platform_settings", None)
+    return settings if isinstance(settings, Settings) else active_settings()
+
+
+def _on_setup_logging(**_kwargs: Any) -> None:
+    settings = active_settings()
+    configure_logging(settings.log_format, settings.log_level, task_events=settings.log_task_events)
+
+
+def _on_before_task_publish(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    if headers is None:
+        return
+    if not headers.get(CORRELATION_HEADER):
+        headers[CORRELATION_HEADER] = current_correlation_id() or new_correlation_id()
+    if MODE_HEADER not in headers:
+        headers[MODE_HEADER] = active_settings().mode.value
+
+
+def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    if task is None:
+        return
+    correlation_id = request_header(task.request, CORRELATION_HEADER) or new_correlation_id()
+    set_correlation_id(correlation_id)
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id,
+        task_name=task.name,
+        attempt=int(getattr(task.request, "retries", 0) or 0) + 1,
+    )
+
+
+def _on_task_postrun(**_kwargs: Any) -> None:
+    set_correlation_id(None)
+    structlog.contextvars.clear_contextvars()
+
+
+def message_record(message: Any) -> dict[str, Any]:
+    """What we keep of a message the worker could not run (headers and decoded body)."""
+    headers = dict(getattr(message, "headers", None) or {})
+    try:
+        body: Any = message.decode()
+    except Exception:
+        raw = getattr(message, "body", b"")
+        body = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    args, kwargs = ([], {})
+    if isinstance(body, list | tuple) and len(body) >= 2:
+        args, kwargs = list(body[0]), dict(body[1])
+    return {
+        "task": headers.get("task"),
+        "args": args,
+        "kwargs": kwargs,
+        "headers": headers,
+        "body": body if not args and not kwargs else None,
+    }
+
+
+def _dead_letter_message(sender: Any, reason: str, message: Any, exc: Any) -> None:
+    try:
+        record = message_record(message)
+        headers = record["headers"]
+        store_dead_letter(
+            _settings_of(_app_of(sender) or _worker_app).active_database_url,
+            task_id=str(headers.get("id") or ""),
+            task_name=str(headers.get("task") or "?"),
+            reason=reason,
+            detail=repr(exc),
+            message=record,
+            correlation_id=headers.get(CORRELATION_HEADER),
+        )
+    except Exception:
+        log.exception("could not dead-letter a message", reason=reason)
+
+
+def _on_task_unknown(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
+    _dead_letter_message(sender, "unknown_task", message, exc)
+
+
+def _on_task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
+    _dead_letter_message(sender, "rejected", message, exc)
+
+
+def _on_worker_process_init(**_kwargs: Any) -> None:
+    dispose_engines()
+    reset_clients()
+
+
+def _on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
+    global _worker_app
+    app = _app_of(sender)
+    if app is not None:
+        _worker_app = app
+        check_live_worker(_settings_of(app), app, lambda: runtime_for(app).alerts)
+
+
+def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
+    app = _app_of(sender) or _worker_app
+    if app is None:
+        return
+    settings = _settings_of(app)
+    hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
+    log.info("worker ready", hostname=hostname, pid=os.getpid(), mode=settings.mode.value)
+    start_worker_services(hostname, app, runtime_for(app))
+
+
+def _on_worker_shutting_down(**_kwargs: Any) -> None:
+    """Before the consumer stops: mark the jobs kombu is about to hand back as clean."""
+    runtime = built_runtime(_worker_app) if _worker_app is not None else None
+    if runtime is None:
+        return
+    try:
+        marked = mark_clean_restores(runtime.redis, runtime.settings.key_prefix, held_task_ids())
+        log.info("warm shutdown: held jobs marked as clean restores", jobs=marked)
+    except Exception:
+        log.exception("could not mark held jobs before shutdown")
+
+
+def _on_worker_shutdown(**_kwargs: Any) -> None:
+    """Warm shutdown: stop the side services, write every buffered record."""
+    stop_worker_services()
+    flush_runtime()
+
+
+def _on_worker_process_shutdown(**_kwargs: Any) -> None:
+    flush_runtime()
+
+
+_RECEIVERS = (
+    (signals.setup_logging, _on_setup_logging),
+    (signals.before_task_publish, _on_before_task_publish),
+    (signals.task_prerun, _on_task_prerun),
+    (signals.task_postrun, _on_task_postrun),
+    (signals.worker_process_init, _on_worker_process_init),
+    (signals.task_unknown, _on_task_unknown),
+    (signals.task_rejected, _on_task_rejected),
+    (signals.worker_init, _on_worker_init),
+    (signals.worker_ready, _on_worker_ready),
+    (signals.worker_shutting_down, _on_worker_shutting_down),
+    (signals.worker_shutdown, _on_worker_shutdown),
+    (signals.worker_process_shutdown, _on_worker_process_shutdown),
+)
+
+
+def connect_signals() -> None:
+    """Connect every receiver once, strongly referenced, each with its own dispatch_uid."""
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver, weak=False, dispatch_uid=f"sandbox_platform.{receiver.__name__}")

@@ -1,0 +1,78 @@
+"""Correlation ids: one id follows a piece of work through every task, alert and row.
+
+The id lives in a :class:`contextvars.ContextVar` and is mirrored into structlog's
+contextvars so every log line carries it. Celery propagation (publish header -> task start)
+is wired in :mod:`sandbox_platform.app.factory`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "IDEMPOTENCY_HEADER",
+    "MODE_HEADER",
+    "bind_correlation_id",
+    "current_correlation_id",
+    "new_correlation_id",
+    "request_header",
+    "set_correlation_id",
+]
+
+CORRELATION_HEADER = "sp_correlation_id"
+MODE_HEADER = "sp_mode"
+IDEMPOTENCY_HEADER = "sp_idempotency_key"
+
+_correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
+
+
+def request_header(request: Any, name: str) -> Any:
+    """A custom message header of a Celery request: Celery exposes it as an attribute of
+    ``task.request`` (protocol 2), or inside its ``headers`` dict."""
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id bound in this context, if any."""
+    return _correlation_id.get()
+
+
+def set_correlation_id(correlation_id: str | None) -> None:
+    """Bind (or with None, clear) the id for the rest of this context, logs included."""
+    _correlation_id.set(correlation_id)
+    if correlation_id is None:
+        structlog.contextvars.unbind_contextvars("correlation_id")
+    else:
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+
+
+@contextmanager
+def bind_correlation_id(correlation_id: str | None = None) -> Iterator[str]:
+    """Bind ``correlation_id`` (or a fresh one) for the block; restore the previous after.
+
+    Use it in the enqueuing app around the work of one request::
+
+        with bind_correlation_id(request.headers.get("X-Request-Id")) as cid:
+            charge_card.delay(order_id)
+    """
+    previous = _correlation_id.get()
+    value = correlation_id or new_correlation_id()
+    set_correlation_id(value)
+    try:
+        yield value
+    finally:
+        set_correlation_id(previous)

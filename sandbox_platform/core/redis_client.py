@@ -1,0 +1,66 @@
+"""Redis clients: one per process and URL, and the URL Celery needs for the same server."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from sandbox_platform.core.embedded import ensure_embedded_redis
+from sandbox_platform.core.settings import Settings
+
+__all__ = ["broker_redis", "celery_url", "get_redis", "redis_url", "reset_clients", "text"]
+
+_lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
+
+
+def redis_url(settings: Settings) -> str:
+    """The configured Redis URL, or the embedded server's (started on first use)."""
+    if settings.redis_url is not None:
+        return settings.redis_url
+    return ensure_embedded_redis(settings.data_dir)
+
+
+def broker_redis(settings: Settings) -> redis.Redis:
+    """The shared client of the broker's Redis (the coordination Redis unless set apart)."""
+    return get_redis(settings.broker_url or redis_url(settings))
+
+
+def text(value: object) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def celery_url(url: str) -> str:
+    """kombu spells a Unix-socket Redis ``redis+socket://``; redis-py spells it ``unix://``."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url
+
+
+def get_redis(url: str) -> redis.Redis:
+    """The shared client of this process for ``url`` (thread-safe connection pool)."""
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url.removeprefix("redis+socket://")
+    client = _clients.get(url)
+    if client is None:
+        with _lock:
+            client = _clients.get(url)
+            if client is None:
+                client = redis.Redis.from_url(
+                    url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+                )
+                _clients[url] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Drop every client (after fork, or in tests that restart Redis)."""
+    global _lock
+    _lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=reset_clients)

@@ -1,0 +1,267 @@
+"""One typed settings object, read from the environment and validated once.
+
+Every variable has the prefix ``SANDBOX_PLATFORM_``. :func:`load_settings` turns pydantic's
+multi-line validation report into a :class:`~sandbox_platform.core.errors.SettingsError` whose
+message is one line naming the variable, which the CLI prints before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from sandbox_platform.core.errors import IsolationError, SettingsError
+from sandbox_platform.core.redaction import redact_value
+
+__all__ = [
+    "ENV_PREFIX",
+    "Mode",
+    "Settings",
+    "active_settings",
+    "database_identity",
+    "forget_active_settings",
+    "load_settings",
+    "use_settings",
+]
+
+ENV_PREFIX = "SANDBOX_PLATFORM_"
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+_ENFORCE_ISOLATION: ContextVar[bool] = ContextVar("sp_enforce_isolation", default=True)
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", ""}
+
+
+class Mode(StrEnum):
+    """Sandbox intercepts every irreversible action; live lets it through."""
+
+    SANDBOX = "sandbox"
+    LIVE = "live"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sandbox-platform"
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+    )
+
+    mode: Mode = Field(default=Mode.SANDBOX, description="sandbox (default) or live")
+    redis_url: str | None = Field(
+        default=None, description="Redis for coordination; unset: an embedded redis-server"
+    )
+    broker_url: str | None = Field(default=None, description="Celery broker; unset: redis_url")
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; unset: none (fire-and-forget)"
+    )
+    database_url: str | None = Field(
+        default=None, description="sandbox database; unset: SQLite file in data_dir"
+    )
+    live_database_url: str | None = Field(default=None, description="live database")
+    data_dir: Path = Field(default_factory=_default_data_dir, description="embedded state")
+    visibility_timeout: int = Field(default=3600, gt=0, description="seconds, Redis broker")
+    heartbeat_interval: float = Field(default=10.0, gt=0, description="seconds between ticks")
+    log_format: Literal["json", "console"] = Field(default="json")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
+    log_task_events: bool = Field(
+        default=False, description="log Celery's per-task received/succeeded lines"
+    )
+    payload_limit_bytes: int = Field(default=256 * 1024, gt=0, description="max args size")
+    key_prefix: str = Field(default="sp", min_length=1, description="prefix of Redis keys")
+    alert_webhook_url: str | None = Field(default=None, description="POST alerts here")
+    alert_webhook_slack: bool = Field(default=False, description="Slack-compatible payload")
+    alert_min_severity: Literal["info", "warning", "error", "critical"] = Field(
+        default="warning", description="lowest severity sent to the webhook"
+    )
+    alert_throttle_seconds: float = Field(default=60.0, gt=0, description="throttle window")
+    readiness_timeout: float = Field(default=5.0, gt=0, description="seconds per check")
+    poison_max_deliveries: int = Field(default=3, ge=1, description="kills before quarantine")
+    retention_days: int = Field(default=30, ge=1, description="days records are kept")
+    skip_readiness: bool = Field(
+        default=False, description="live workers start even on a NO-GO readiness report"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _REDIS_SCHEMES or not rest:
+            raise ValueError(f"malformed Redis URL (expected {'/'.join(_REDIS_SCHEMES)}://...)")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("malformed webhook URL (expected http:// or https://)")
+        return value
+
+    @field_validator("result_backend")
+    @classmethod
+    def _check_backend(cls, value: str | None) -> str | None:
+        if value is None or value == "redis":
+            return value
+        if "://" not in value:
+            raise ValueError("malformed result backend URL (or 'redis' for the Redis URL)")
+        return value
+
+    @field_validator("database_url", "live_database_url")
+    @classmethod
+    def _check_db_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("malformed database URL") from None
+        backend = url.get_backend_name()
+        if backend not in ("postgresql", "sqlite"):
+            raise ValueError(f"unsupported database {backend!r} (postgresql or sqlite)")
+        if backend == "postgresql" and not url.database:
+            raise ValueError("database URL names no database")
+        return value
+
+    @model_validator(mode="after")
+    def _check_isolation(self) -> Settings:
+        if self.mode is Mode.LIVE and not self.live_database_url:
+            raise SettingsError(
+                f"{ENV_PREFIX}LIVE_DATABASE_URL", "live mode needs a live database URL"
+            )
+        if not self.isolated and _ENFORCE_ISOLATION.get():
+            raise IsolationError(
+                f"{ENV_PREFIX}LIVE_DATABASE_URL",
+                "sandbox and live database URLs point at the same database; refusing to start",
+            )
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def isolated(self) -> bool:
+        """False when the sandbox and live URLs name the same database."""
+        if not self.live_database_url:
+            return True
+        return database_identity(self.sandbox_database_url) != database_identity(
+            self.live_database_url
+        )
+
+    @property
+    def sandbox_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'sandbox.sqlite3'}"
+
+    @property
+    def active_database_url(self) -> str:
+        """The database of this process's mode: sandbox data never reaches live."""
+        if self.mode is Mode.LIVE:
+            assert self.live_database_url is not None  # enforced by the validator
+            return self.live_database_url
+        return self.sandbox_database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings with credentials masked, fit for logs and status pages."""
+        return {k: redact_value(str(v)) if v is not None else None for k, v in self}
+
+
+def database_identity(url_text: str) -> tuple[str, ...]:
+    """Normalise a database URL to what identifies the database itself.
+
+    Driver, user, password and query are dropped; loopback host names are one host; the
+    default port is filled in; SQLite paths are made absolute. ``:memory:`` is unique.
+    """
+    url: URL = make_url(url_text)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database or ":memory:"
+        if database == ":memory:" or database.startswith("file::memory:"):
+            return ("sqlite", ":memory:", str(id(url)))
+        return ("sqlite", str(Path(database).expanduser().resolve()))
+    host = (url.host or "localhost").lower()
+    if host in _LOOPBACK_NAMES:
+        host = "loopback"
+    port = url.port or _DEFAULT_PORTS.get(backend, 0)
+    return (backend, host, str(port), url.database or "")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else ""
+    return f"{ENV_PREFIX}{field.upper()}" if field else f"{ENV_PREFIX}*"
+
+
+def load_settings(*, enforce_isolation: bool = True, **overrides: Any) -> Settings:
+    """Read and validate the settings once; raise a one-line :class:`SettingsError`.
+
+    ``enforce_isolation=False`` is for the readiness report only: it loads settings whose
+    sandbox and live databases coincide so the report can say NO-GO with a reason code.
+    """
+    token = _ENFORCE_ISOLATION.set(enforce_isolation)
+    try:
+        return Settings(**overrides)
+    except SettingsError:
+        raise
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        ctx_error = (first.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, SettingsError):
+            raise ctx_error from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "enum":
+            message = f"unknown value {first.get('input')!r} ({message})"
+        raise SettingsError(_env_name(first["loc"]), message) from None
+    finally:
+        _ENFORCE_ISOLATION.reset(token)
+
+
+# -- the settings of this process's platform app ------------------------------------------------
+
+_active: Settings | None = None
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` the process's default (``create_app`` calls this); return them."""
+    global _active
+    _active = settings
+    return settings
+
+
+def active_settings() -> Settings:
+    """The settings the process's platform app was created with, else read from the
+    environment. For conveniences that have no app at hand (``platform_session()``)."""
+    return _active if _active is not None else load_settings()
+
+
+def forget_active_settings(settings: Settings | None = None) -> None:
+    """Forget the process's default (only if it is ``settings``, when given)."""
+    global _active
+    if settings is None or _active is settings:
+        _active = None

@@ -1,0 +1,295 @@
+"""What a guard is: a small object with hooks the pipeline calls in order.
+
+A guard declares the task options it understands (:class:`Option`) and overrides the hooks it
+needs; every hook does nothing by default. The pipeline (:mod:`sandbox_platform.guards.pipeline`)
+walks its ordered list of guards and knows none of them by name::
+
+    at_enqueue(call)           in the enqueuing process, before publishing (may refuse with an
+                               EnqueueError, add headers, or answer with an existing job id)
+    before_run(job)            in the worker, before anything else; an Outcome stops the job
+    contribute(job, request)   add keys to the one admission round trip (claim, tokens)
+    admitted(job, admission)   read the admission's answer; an Outcome stops the job
+    on_error(job, exc)         the body raised: an Outcome decides (retry, dead letter), else
+                               the next guard is asked (in reverse order)
+    after_run(job, outcome)    every run's end, in reverse order, whatever the outcome
+
+Whatever a guard needs is handed to it: :meth:`Guard.bind` receives the process's
+:class:`Services` once (return a configured guard), and every hook receives the job, which
+carries them too. Guards report through ``services.events``; they never reach for a global.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+import redis
+
+from sandbox_platform.core.context import request_header
+from sandbox_platform.core.settings import Settings
+from sandbox_platform.db.recorder import Recorder
+from sandbox_platform.guards.events import Events
+
+if TYPE_CHECKING:
+    from sandbox_platform.guards.admission import Admission, AdmissionRequest
+
+__all__ = [
+    "EnqueueCall",
+    "Guard",
+    "GuardedTaskLike",
+    "Job",
+    "Option",
+    "OptionContext",
+    "Outcome",
+    "OutcomeKind",
+    "Services",
+    "guard_options",
+]
+
+#: A re-queue never waits less than this (a zero countdown would spin).
+MIN_DEFER_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Services:
+    """The per-process parts a guard may need, built once by the app layer."""
+
+    settings: Settings
+    redis: redis.Redis
+    events: Events
+    recorder: Recorder
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.key_prefix
+
+
+@dataclass(frozen=True)
+class OptionContext:
+    """What an option check knows: the task's name and its argument names."""
+
+    task_name: str
+    params: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A task option a guard understands: its default and a check run at decoration time.
+
+    ``check(context, value)`` returns the value to keep, or raises ValueError naming the task.
+    """
+
+    default: Any = None
+    check: Callable[[OptionContext, Any], Any] | None = None
+
+    def resolve(self, context: OptionContext, value: Any) -> Any:
+        return value if self.check is None else self.check(context, value)
+
+
+OutcomeKind = Literal["done", "defer", "retry", "dead_letter", "abort"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of a job ends; the pipeline carries it out.
+
+    ``state`` is the run record's state. ``done`` returns ``value``; ``defer`` publishes the same
+    message again in ``countdown`` seconds (no retry used); ``retry`` retries with the task's
+    policy; ``dead_letter`` stores the job with ``reason`` and raises ``error`` when ``failed``
+    (a final failure), else drops the message; ``abort`` re-raises Celery's own control flow.
+    """
+
+    kind: OutcomeKind
+    state: str
+    value: Any = None
+    error: BaseException | None = None
+    countdown: float = 0.0
+    max_retries: int | None = None
+    reason: str = ""
+    detail: str = ""
+    failed: bool = False
+    record: bool = True
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def succeeded(cls, value: Any) -> Outcome:
+        return cls("done", "succeeded", value=value)
+
+    @classmethod
+    def deduplicated(cls, value: Any) -> Outcome:
+        return cls("done", "deduplicated", value=value)
+
+    @classmethod
+    def defer(cls, countdown: float) -> Outcome:
+        return cls("defer", "deferred", countdown=max(countdown, MIN_DEFER_SECONDS))
+
+    @classmethod
+    def retry(cls, error: BaseException, countdown: float, max_retries: int) -> Outcome:
+        return cls("retry", "retrying", error=error, countdown=countdown, max_retries=max_retries)
+
+    @classmethod
+    def dead_letter(
+        cls,
+        reason: str,
+        *,
+        error: BaseException | None = None,
+        detail: str = "",
+        failed: bool = True,
+        record: bool = True,
+        context: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        return cls(
+            "dead_letter",
+            "dead_lettered",
+            error=error,
+            reason=reason,
+            detail=detail or (repr(error) if error is not None else ""),
+            failed=failed,
+            record=record,
+            context=dict(context or {}),
+        )
+
+    @classmethod
+    def abort(cls, error: BaseException) -> Outcome:
+        return cls("abort", "aborted", error=error, record=False)
+
+
+class GuardedTaskLike(Protocol):
+    """What the pipeline needs of a task (the app layer's GuardedTask provides it)."""
+
+    name: str
+    sp_options: Mapping[str, Any]
+    sp_argnames: Sequence[str]
+
+    @property
+    def request(self) -> Any: ...
+
+    def run(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def requeue(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        countdown: float,
+        headers: Mapping[str, Any],
+    ) -> None: ...
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass
+class Job:
+    """One run of a guarded job, as the guards see it (per-call state lives here)."""
+
+    task: GuardedTaskLike
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    services: Services
+    started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: headers a re-queue or a dead letter must carry (e.g. the idempotency key)
+    headers: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    fencing_token: int | None = None
+    _result_json: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def request(self) -> Any:
+        return self.task.request
+
+    @property
+    def task_id(self) -> str:
+        return str(self.task.request.id or "")
+
+    @property
+    def attempt(self) -> int:
+        return int(self.task.request.retries or 0) + 1
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        return self.task.sp_options
+
+    def header(self, name: str) -> Any:
+        """A header of the message being run."""
+        return request_header(self.task.request, name)
+
+    def result_json(self, value: Any) -> str:
+        """``value`` as JSON text (encoded once per job, whoever asks first)."""
+        if self._result_json is None:
+            self._result_json = json.dumps(value, default=repr)
+        return self._result_json
+
+
+@dataclass
+class EnqueueCall:
+    """One ``apply_async`` of a guarded task, before it is published.
+
+    ``options`` are Celery's publish options (a guard may add ``headers``); a guard that finds
+    the job already published sets ``existing_id`` and nothing is published.
+    """
+
+    task_name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    task_options: Mapping[str, Any]
+    argnames: Sequence[str]
+    services: Services
+    task_id: str | None = None
+    existing_id: str | None = None
+
+    def add_header(self, name: str, value: Any) -> None:
+        headers = dict(self.options.get("headers") or {})
+        headers[name] = value
+        self.options["headers"] = headers
+
+
+class Guard:
+    """Base class of guards: every hook is a no-op. See the module docstring."""
+
+    #: a short name for logs and errors
+    name: ClassVar[str] = "guard"
+    #: where the guard stands among the others (built-ins use 10..60; lower runs first)
+    order: ClassVar[int] = 100
+    #: the task options this guard understands
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def bind(self, services: Services) -> Guard:
+        """This guard configured for one process (default: itself)."""
+        return self
+
+    def at_enqueue(self, call: EnqueueCall) -> None:
+        return None
+
+    def before_run(self, job: Job) -> Outcome | None:
+        return None
+
+    def contribute(self, job: Job, request: AdmissionRequest) -> None:
+        return None
+
+    def admitted(self, job: Job, admission: Admission) -> Outcome | None:
+        return None
+
+    def on_error(self, job: Job, exc: Exception) -> Outcome | None:
+        return None
+
+    def after_run(self, job: Job, outcome: Outcome) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<guard {self.name}>"
+
+
+def guard_options(task: object) -> Mapping[str, Any] | None:
+    """The resolved guard options of a guarded task, or None for any other task."""
+    options = getattr(task, "sp_options", None)
+    return options if isinstance(options, Mapping) else None

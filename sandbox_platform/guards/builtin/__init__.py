@@ -1,0 +1,37 @@
+"""The built-in guards, one module each, and the ordered list every platform app runs.
+
+Adding a guard: write its module (a :class:`~sandbox_platform.guards.base.Guard` subclass),
+its test, and one line in :data:`BUILTIN_GUARDS`; or, from an application, pass it to
+``create_app(guards=[...])``, where its ``order`` places it among these.
+"""
+
+from sandbox_platform.guards.base import Guard
+from sandbox_platform.guards.builtin.countdown import CountdownGuard
+from sandbox_platform.guards.builtin.governor import GovernorGuard
+from sandbox_platform.guards.builtin.idempotency import IdempotencyGuard
+from sandbox_platform.guards.builtin.mode import ModeGuard
+from sandbox_platform.guards.builtin.payload import PayloadGuard
+from sandbox_platform.guards.builtin.poison import PoisonGuard
+from sandbox_platform.guards.builtin.retry import RetryGuard
+
+__all__ = [
+    "BUILTIN_GUARDS",
+    "CountdownGuard",
+    "GovernorGuard",
+    "IdempotencyGuard",
+    "ModeGuard",
+    "PayloadGuard",
+    "PoisonGuard",
+    "RetryGuard",
+]
+
+#: In order: mode 10, poison 20, payload 30, countdown 35, idempotency 40, governor 50, retry 60.
+BUILTIN_GUARDS: tuple[Guard, ...] = (
+    ModeGuard(),
+    PoisonGuard(),
+    PayloadGuard(),
+    CountdownGuard(),
+    IdempotencyGuard(),
+    GovernorGuard(),
+    RetryGuard(),
+)

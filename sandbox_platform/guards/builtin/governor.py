@@ -1,0 +1,75 @@
+"""The governor guard: every resource a job declares is held to its quota, cluster-wide.
+
+Option ``governor``: a resource template, or a list of templates and ``(template, cost)``
+pairs (``governor=["payments", ("api:{user_id}", 2)]``). The tokens are taken in the one
+admission round trip, from every resource or from none. A denial re-queues the same message
+with a countdown equal to the bucket's wait (capped below the broker's visibility timeout):
+never a retry, never a held pool slot. A cost no bucket can ever hold dead-letters the job
+(``over_capacity``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from sandbox_platform.core.context import current_correlation_id
+from sandbox_platform.core.errors import RateLimitedError
+from sandbox_platform.guards.admission import Admission, AdmissionRequest
+from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
+from sandbox_platform.guards.events import GovernorDenied
+from sandbox_platform.guards.governor import resolve_resource
+from sandbox_platform.guards.templates import check_template
+
+__all__ = ["GovernorGuard", "governor_specs"]
+
+log = structlog.get_logger(__name__)
+
+
+def governor_specs(context: OptionContext, value: Any) -> tuple[tuple[str, int], ...]:
+    """The ``governor`` option as ``(template, cost)`` pairs, checked."""
+    items: Iterable[Any] = [value] if isinstance(value, str) else (value or [])
+    specs: list[tuple[str, int]] = []
+    for item in items:
+        template, cost = (item, 1) if isinstance(item, str) else tuple(item)
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(
+                f"{context.task_name}: governor cost for {template!r} must be an int >= 1"
+            )
+        specs.append((check_template(context, "governor", template), cost))
+    return tuple(specs)
+
+
+class GovernorGuard(Guard):
+    name = "governor"
+    order = 50
+    options = {"governor": Option(default=(), check=governor_specs)}
+
+    def contribute(self, job: Job, request: AdmissionRequest) -> None:
+        argnames = job.task.sp_argnames
+        for template, cost in job.options["governor"]:
+            request.take(resolve_resource(template, job.args, job.kwargs, argnames), cost)
+
+    def admitted(self, job: Job, admission: Admission) -> Outcome | None:
+        if admission.status != "denied":
+            return None
+        resource = admission.resource or ""
+        if math.isinf(admission.wait_seconds):  # the cost never fits the bucket
+            error = RateLimitedError(resource, admission.wait_seconds)
+            return Outcome.dead_letter("over_capacity", error=error)
+        visibility = job.services.settings.visibility_timeout
+        outcome = Outcome.defer(min(admission.wait_seconds, visibility * 0.9))
+        log.info("governor denied; job re-queued", resource=resource, wait=outcome.countdown)
+        job.services.events.emit(
+            GovernorDenied(
+                job.name,
+                job.task_id,
+                current_correlation_id(),
+                resource=resource,
+                wait_seconds=outcome.countdown,
+            )
+        )
+        return outcome

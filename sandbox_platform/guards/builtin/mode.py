@@ -1,0 +1,23 @@
+"""The mode guard: a message enqueued in one mode never runs on a worker of the other."""
+
+from __future__ import annotations
+
+from sandbox_platform.core.context import MODE_HEADER
+from sandbox_platform.guards.base import Guard, Job, Outcome
+
+__all__ = ["ModeGuard"]
+
+
+class ModeGuard(Guard):
+    """Dead-letters (``wrong_mode``) a message whose mode header is not the worker's."""
+
+    name = "mode"
+    order = 10
+
+    def before_run(self, job: Job) -> Outcome | None:
+        message_mode = job.header(MODE_HEADER)
+        worker_mode = job.services.settings.mode.value
+        if not message_mode or message_mode == worker_mode:
+            return None
+        detail = f"message enqueued in {message_mode} mode reached a {worker_mode} worker"
+        return Outcome.dead_letter("wrong_mode", detail=detail, failed=False, record=False)

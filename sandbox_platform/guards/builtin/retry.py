@@ -1,0 +1,51 @@
+"""The retry guard: a failed run is retried with the task's policy, or dead-lettered.
+
+Option ``retry``: a :class:`~sandbox_platform.guards.retry.RetryPolicy` (default: 3 retries,
+1 s base, 60 s cap, full jitter). The delay is a countdown on the same message (Celery's
+retry); when the policy gives up the job is dead-lettered ``retries_exhausted`` (or
+``non_retryable`` for an exception the policy does not retry) and its error raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
+from sandbox_platform.guards.retry import RetryPolicy, check_countdown, compute_delay
+
+__all__ = ["DEFAULT_RETRY", "RetryGuard"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_RETRY = RetryPolicy(max_retries=3, base=1.0, cap=60.0)
+
+
+def _policy(context: OptionContext, value: Any) -> RetryPolicy:
+    if not isinstance(value, RetryPolicy):
+        raise ValueError(
+            f"{context.task_name}: retry must be a RetryPolicy, not {type(value).__name__}"
+        )
+    return value
+
+
+class RetryGuard(Guard):
+    name = "retry"
+    order = 60
+    options = {"retry": Option(default=DEFAULT_RETRY, check=_policy)}
+
+    def on_error(self, job: Job, exc: Exception) -> Outcome | None:
+        policy: RetryPolicy = job.options["retry"]
+        if policy.should_retry(exc, job.attempt):
+            delay = compute_delay(policy, job.attempt)
+            check_countdown(delay, job.services.settings.visibility_timeout)
+            log.warning(
+                "job failed; retrying",
+                error=repr(exc),
+                delay=round(delay, 3),
+                max_retries=policy.max_retries,
+            )
+            return Outcome.retry(exc, delay, policy.max_retries)
+        reason = "retries_exhausted" if policy.is_retryable(exc) else "non_retryable"
+        return Outcome.dead_letter(reason, error=exc)

@@ -1,0 +1,303 @@
+"""The runner: walks an ordered list of guards around each guarded job, knowing none by name.
+
+Worker side, for one delivery (:meth:`Pipeline.run`)::
+
+    before_run of every guard            (a mode check, poison quarantine, ...)
+    one admission round trip             (the guards' contributions; skipped when empty)
+    admitted of every guard              (the answer: run, return a stored result, defer, ...)
+    the body, inside a job scope         (task id, name, attempt, key, fencing token)
+    on_error of the guards, in reverse   (when the body raised: retry or dead letter)
+    after_run of every guard, reversed   (whatever the outcome)
+    record the run, carry out the outcome
+
+Enqueue side (:meth:`Pipeline.enqueue`): ``at_enqueue`` of every guard, in order.
+
+Errors: our own (:class:`~sandbox_platform.core.errors.PlatformError`) propagate. Anything
+else a guard's hook raises is logged loudly with the guard's name and then handled like an
+error of the job (before or at admission: the job does not run; at enqueue: an EnqueueError;
+after the run: the outcome stands).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import structlog
+from celery.exceptions import Ignore, Reject, Retry
+
+from sandbox_platform.core.context import (
+    CORRELATION_HEADER,
+    MODE_HEADER,
+    current_correlation_id,
+)
+from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
+from sandbox_platform.core.jobscope import JobScope, job_scope
+from sandbox_platform.db.deadletters import store_dead_letter
+from sandbox_platform.db.models import JobRun
+from sandbox_platform.guards.admission import AdmissionRequest, Admitter
+from sandbox_platform.guards.base import (
+    EnqueueCall,
+    Guard,
+    GuardedTaskLike,
+    Job,
+    Outcome,
+    Services,
+)
+from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered, JobFinished
+
+__all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
+
+log = structlog.get_logger(__name__)
+
+RUN_STATES = ("succeeded", "failed", "retrying", "deduplicated", "deferred", "dead_lettered")
+RESULT_RECORD_LIMIT = 4096
+_CONTROL_FLOW = (Retry, Ignore, Reject)
+
+
+def sort_guards(guards: Sequence[Guard]) -> list[Guard]:
+    """``guards`` by their ``order`` (stable: equal orders keep the given order)."""
+    return sorted(guards, key=lambda guard: guard.order)
+
+
+def _overrides(guard: Guard, hook: str) -> bool:
+    return getattr(type(guard), hook) is not getattr(Guard, hook)
+
+
+class GuardHookError(PlatformError):
+    """A guard's hook raised something unexpected; the job is treated as failed."""
+
+
+@contextmanager
+def _hook(guard: Guard, hook: str) -> Iterator[None]:
+    """Let our own errors through; log anything else loudly and wrap it."""
+    try:
+        yield
+    except (PlatformError, *_CONTROL_FLOW):
+        raise
+    except Exception as exc:
+        log.exception("guard hook failed", guard=guard.name, hook=hook)
+        raise GuardHookError(f"guard {guard.name!r} failed in {hook}: {exc!r}") from exc
+
+
+class Pipeline:
+    """The guards of one process, bound to its services, and the run loop around a job."""
+
+    def __init__(self, guards: Sequence[Guard], services: Services) -> None:
+        self.services = services
+        self.guards = tuple(guard.bind(services) for guard in sort_guards(guards))
+        self._admitter = Admitter(services.redis, services.prefix)
+        self._database_url = services.settings.active_database_url
+        self._mode = services.settings.mode.value
+
+        def having(hook: str) -> tuple[Guard, ...]:
+            return tuple(g for g in self.guards if _overrides(g, hook))
+
+        self._at_enqueue = having("at_enqueue")
+        self._before_run = having("before_run")
+        self._contribute = having("contribute")
+        self._admitted = having("admitted")
+        self._on_error = tuple(reversed(having("on_error")))
+        self._after_run = tuple(reversed(having("after_run")))
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def enqueue(self, call: EnqueueCall) -> str | None:
+        """Run every ``at_enqueue`` hook; return an existing job's id when one answered."""
+        for guard in self._at_enqueue:
+            try:
+                with _hook(guard, "at_enqueue"):
+                    guard.at_enqueue(call)
+            except GuardHookError as exc:
+                raise EnqueueError(f"{call.task_name}: {exc}") from exc.__cause__
+            if call.existing_id is not None:
+                return call.existing_id
+        return None
+
+    # -- run ------------------------------------------------------------------------------
+
+    def run(self, task: GuardedTaskLike, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run one delivery of ``task`` through the guards; return its result or raise."""
+        job = Job(task, args, kwargs, self.services)
+        return self._carry_out(job, self._decide(job))
+
+    def _decide(self, job: Job) -> Outcome:
+        try:
+            early = self._before(job) or self._admit(job)
+        except GovernorUnavailable as exc:
+            self._emit_unavailable(job, exc)
+            return self._error(job, exc)
+        except GuardHookError as exc:
+            return self._error(job, exc)
+        if early is not None:
+            return early
+        scope = JobScope(job.task_id, job.name, job.attempt, job.idempotency_key, job.fencing_token)
+        try:
+            with job_scope(scope):
+                result = job.task.run(*job.args, **job.kwargs)
+        except _CONTROL_FLOW as exc:
+            return Outcome.abort(exc)
+        except Exception as exc:
+            return self._error(job, exc)
+        return Outcome.succeeded(result)
+
+    def _before(self, job: Job) -> Outcome | None:
+        for guard in self._before_run:
+            with _hook(guard, "before_run"):
+                outcome = guard.before_run(job)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _admit(self, job: Job) -> Outcome | None:
+        request = AdmissionRequest()
+        for guard in self._contribute:
+            with _hook(guard, "contribute"):
+                guard.contribute(job, request)
+        if not request:
+            return None
+        admission = self._admitter.admit_request(request)
+        for guard in self._admitted:
+            with _hook(guard, "admitted"):
+                outcome = guard.admitted(job, admission)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _error(self, job: Job, exc: Exception) -> Outcome:
+        for guard in self._on_error:
+            with _hook(guard, "on_error"):
+                outcome = guard.on_error(job, exc)
+            if outcome is not None:
+                return outcome
+        return Outcome.dead_letter("failed", error=exc)
+
+    def _emit_unavailable(self, job: Job, exc: Exception) -> None:
+        self.services.events.emit(
+            AdmissionUnavailable(
+                job.name, job.task_id, current_correlation_id(), error=str(exc) or repr(exc)
+            )
+        )
+
+    # -- outcome --------------------------------------------------------------------------
+
+    def _carry_out(self, job: Job, outcome: Outcome) -> Any:
+        for guard in self._after_run:
+            try:
+                with _hook(guard, "after_run"):
+                    guard.after_run(job, outcome)
+            except GuardHookError:
+                pass  # logged; the outcome stands
+        if outcome.record:
+            self._record(job, outcome)
+        handler = _HANDLERS[outcome.kind]
+        return handler(self, job, outcome)
+
+    def _done(self, job: Job, outcome: Outcome) -> Any:
+        return outcome.value
+
+    def _abort(self, job: Job, outcome: Outcome) -> NoReturn:
+        assert outcome.error is not None
+        raise outcome.error
+
+    def _defer(self, job: Job, outcome: Outcome) -> NoReturn:
+        job.task.requeue(job.args, job.kwargs, countdown=outcome.countdown, headers=job.headers)
+        raise Ignore()
+
+    def _retry(self, job: Job, outcome: Outcome) -> NoReturn:
+        assert outcome.error is not None
+        raise job.task.retry(
+            exc=outcome.error, countdown=outcome.countdown, max_retries=outcome.max_retries
+        )
+
+    def _dead_letter(self, job: Job, outcome: Outcome) -> NoReturn:
+        correlation_id = current_correlation_id()
+        store_dead_letter(
+            self._database_url,
+            task_id=job.task_id,
+            task_name=job.name,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            message=self._message(job),
+            correlation_id=correlation_id,
+        )
+        self.services.events.emit(
+            JobDeadLettered(
+                job.name,
+                job.task_id,
+                correlation_id,
+                reason=outcome.reason,
+                detail=outcome.detail,
+                attempts=job.attempt,
+                failed=outcome.failed,
+                context={**outcome.context, "idempotency_key": job.idempotency_key},
+            )
+        )
+        if outcome.failed and outcome.error is not None:
+            raise outcome.error
+        raise Ignore()
+
+    def _message(self, job: Job) -> dict[str, Any]:
+        """The job as stored in a dead letter: enough to publish it again."""
+        request = job.request
+        return {
+            "task": job.name,
+            "args": list(job.args),
+            "kwargs": dict(job.kwargs),
+            "queue": (request.delivery_info or {}).get("routing_key"),
+            "retries": request.retries,
+            "headers": {
+                CORRELATION_HEADER: current_correlation_id(),
+                MODE_HEADER: job.header(MODE_HEADER),
+                **job.headers,
+            },
+        }
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        elapsed = time.perf_counter() - job.started
+        result = None
+        succeeded = outcome.state == "succeeded" and outcome.value is not None
+        if succeeded and len(job.result_json(outcome.value)) <= RESULT_RECORD_LIMIT:
+            result = outcome.value
+        error = outcome.error if outcome.kind in ("retry", "dead_letter") else None
+        self.services.recorder.add(
+            JobRun,
+            task_id=job.task_id,
+            task_name=job.name,
+            correlation_id=current_correlation_id(),
+            mode=self._mode,
+            state=outcome.state,
+            attempt=job.attempt,
+            started_at=job.started_at,
+            finished_at=datetime.now(UTC),
+            duration_ms=elapsed * 1000,
+            error=repr(error) if error is not None else None,
+            result=_as_record(result),
+        )
+        self.services.events.emit(
+            JobFinished(
+                job.name,
+                job.task_id,
+                current_correlation_id(),
+                state=outcome.state,
+                seconds=elapsed,
+            )
+        )
+
+
+_HANDLERS: dict[str, Callable[[Pipeline, Job, Outcome], Any]] = {
+    "done": Pipeline._done,
+    "abort": Pipeline._abort,
+    "defer": Pipeline._defer,
+    "retry": Pipeline._retry,
+    "dead_letter": Pipeline._dead_letter,
+}
+
+
+def _as_record(result: Any) -> dict[str, Any] | None:
+    if result is None or isinstance(result, dict):
+        return result
+    return {"value": result}
