@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import structlog
 from celery import Celery, signals
 from celery.app.task import Task
+from celery.utils.saferepr import saferepr
 
 from sandbox_platform.app.live_gate import check_live_worker
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
 from sandbox_platform.core.context import (
     CORRELATION_HEADER,
+    ENQUEUED_HEADER,
     MODE_HEADER,
     current_correlation_id,
     new_correlation_id,
@@ -28,6 +31,7 @@ from sandbox_platform.core.context import (
     set_correlation_id,
 )
 from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import Settings, active_settings
 from sandbox_platform.db.deadletters import store_dead_letter
@@ -56,13 +60,26 @@ def _on_setup_logging(**_kwargs: Any) -> None:
     configure_logging(settings.log_format, settings.log_level, task_events=settings.log_task_events)
 
 
-def _on_before_task_publish(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+def _on_before_task_publish(
+    body: Any = None, headers: dict[str, Any] | None = None, **_kwargs: Any
+) -> None:
     if headers is None:
         return
     if not headers.get(CORRELATION_HEADER):
         headers[CORRELATION_HEADER] = current_correlation_id() or new_correlation_id()
     if MODE_HEADER not in headers:
         headers[MODE_HEADER] = active_settings().mode.value
+    headers[ENQUEUED_HEADER] = time.time()
+    _redact_reprs(body, headers)
+
+
+def _redact_reprs(body: Any, headers: dict[str, Any]) -> None:
+    """Task events (Flower) and logs show ``argsrepr``/``kwargsrepr``: never raw secrets."""
+    if "argsrepr" not in headers or not isinstance(body, list | tuple) or len(body) < 2:
+        return
+    args, kwargs = body[0], body[1]
+    headers["argsrepr"] = saferepr(redact(list(args) if isinstance(args, tuple) else args))
+    headers["kwargsrepr"] = saferepr(redact(kwargs))
 
 
 def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k: Any) -> None:

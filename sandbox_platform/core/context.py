@@ -2,7 +2,7 @@
 
 The id lives in a :class:`contextvars.ContextVar` and is mirrored into structlog's
 contextvars so every log line carries it. Celery propagation (publish header -> task start)
-is wired in :mod:`sandbox_platform.app.factory`.
+is wired in :mod:`sandbox_platform.app.signals`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import structlog
 
 __all__ = [
     "CORRELATION_HEADER",
+    "ENQUEUED_HEADER",
     "IDEMPOTENCY_HEADER",
     "MODE_HEADER",
     "bind_correlation_id",
@@ -29,6 +30,8 @@ __all__ = [
 CORRELATION_HEADER = "sp_correlation_id"
 MODE_HEADER = "sp_mode"
 IDEMPOTENCY_HEADER = "sp_idempotency_key"
+#: when the message was published (epoch seconds): the age of the oldest waiting job
+ENQUEUED_HEADER = "sp_enqueued_at"
 
 _correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
 

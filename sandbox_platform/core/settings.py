@@ -19,10 +19,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from sandbox_platform.core.errors import IsolationError, SettingsError
-from sandbox_platform.core.redaction import redact_value
+from sandbox_platform.core.redaction import MASK, redact_value
 
 __all__ = [
     "ENV_PREFIX",
+    "SECRET_SETTINGS",
     "Mode",
     "Settings",
     "active_settings",
@@ -92,6 +93,20 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, description="days records are kept")
     skip_readiness: bool = Field(
         default=False, description="live workers start even on a NO-GO readiness report"
+    )
+    dashboard_user: str | None = Field(default=None, description="dashboard basic-auth user")
+    dashboard_password: str | None = Field(default=None, description="dashboard password")
+    dashboard_token: str | None = Field(
+        default=None, description="dashboard bearer token (alternative to user/password)"
+    )
+    flower_basic_auth: str | None = Field(
+        default=None, description="Flower's user:password (comma-separated pairs)"
+    )
+    queue_backlog_threshold: int = Field(
+        default=1000, gt=0, description="jobs waiting in a queue before a backlog alert"
+    )
+    queue_max_age: float = Field(
+        default=300.0, gt=0, description="seconds the oldest waiting job may wait before an alert"
     )
 
     @field_validator("log_level", mode="before")
@@ -190,7 +205,29 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, Any]:
         """The settings with credentials masked, fit for logs and status pages."""
-        return {k: redact_value(str(v)) if v is not None else None for k, v in self}
+        return {k: _shown(k, str(v)) if v is not None else None for k, v in self}
+
+    def typed_public_dict(self) -> dict[str, Any]:
+        """Like :meth:`public_dict`, but numbers and booleans stay numbers and booleans."""
+        out: dict[str, Any] = {}
+        for key, value in self:
+            if value is None or isinstance(value, bool | int | float):
+                out[key] = value
+            else:
+                out[key] = _shown(key, str(value))
+        return out
+
+    @property
+    def dashboard_auth_configured(self) -> bool:
+        return bool(self.dashboard_token or (self.dashboard_user and self.dashboard_password))
+
+
+#: settings whose whole value is a secret (masked wherever settings are shown)
+SECRET_SETTINGS = frozenset({"dashboard_password", "dashboard_token", "flower_basic_auth"})
+
+
+def _shown(key: str, text: str) -> str:
+    return MASK if key in SECRET_SETTINGS else redact_value(text)
 
 
 def database_identity(url_text: str) -> tuple[str, ...]:
