@@ -1,4 +1,5 @@
-"""The platform's beat schedule: the heartbeat every interval, housekeeping hourly.
+"""The platform's beat schedule: the heartbeat and the queue watch every interval,
+housekeeping hourly.
 
 Each entry opts in to a ``tick_id`` keyword argument, which the LeaderScheduler fills with
 ``"<entry>:<slot start>"``; whichever beat sends a slot, the tick runs once.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK
+from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK, QUEUE_WATCH_TASK
 from sandbox_platform.core.settings import Settings
 
 __all__ = ["HOUSEKEEPING_SECONDS", "beat_schedule"]
@@ -21,6 +22,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "sandbox-platform-heartbeat": {
             "task": HEARTBEAT_TASK,
+            "schedule": interval,
+            "kwargs": {"tick_id": None},
+            "options": {"expires": max(2 * interval, 1.0)},
+        },
+        "sandbox-platform-queue-watch": {
+            "task": QUEUE_WATCH_TASK,
             "schedule": interval,
             "kwargs": {"tick_id": None},
             "options": {"expires": max(2 * interval, 1.0)},

@@ -1,4 +1,5 @@
-"""Tasks every platform app has: the beat heartbeat, the readiness canary, housekeeping.
+"""Tasks every platform app has: the beat heartbeat, the readiness canary, housekeeping and
+the queue watch.
 
 Registered by :func:`~sandbox_platform.app.factory.create_app` on every app (workers, beat
 and enqueuing apps alike), so their names are always known. Each reaches its app's runtime
@@ -15,14 +16,17 @@ from celery import Celery, Task
 from sqlalchemy import delete
 
 from sandbox_platform.app.runtime import runtime_for
+from sandbox_platform.core.redis_client import broker_redis
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, DryRunEvent, HeartbeatTick, JobRun, utcnow
+from sandbox_platform.ops.backlog import check_backlog, known_queues
 from sandbox_platform.ops.readiness_checks import CANARY_TASK, canary_key
 
 __all__ = [
     "CANARY_TASK",
     "HEARTBEAT_TASK",
     "HOUSEKEEPING_TASK",
+    "QUEUE_WATCH_TASK",
     "canary_key",
     "register_builtin_tasks",
 ]
@@ -31,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 HEARTBEAT_TASK = "sandbox_platform.heartbeat"
 HOUSEKEEPING_TASK = "sandbox_platform.housekeeping"
+QUEUE_WATCH_TASK = "sandbox_platform.queue_watch"
 
 
 def _heartbeat(task: Task[Any, Any], tick_id: str | None = None) -> bool:
@@ -73,6 +78,20 @@ def _housekeeping(task: Task[Any, Any], tick_id: str | None = None) -> dict[str,
     return deleted
 
 
+def _queue_watch(task: Task[Any, Any], tick_id: str | None = None) -> dict[str, Any]:
+    """Alert on a queue whose backlog or oldest job is over its limit (once per beat slot)."""
+    rt = runtime_for(task.app)
+    settings = rt.settings
+    stats = check_backlog(
+        rt.alerts,
+        broker_redis(settings),
+        known_queues(task.app),
+        threshold=settings.queue_backlog_threshold,
+        max_age=settings.queue_max_age,
+    )
+    return {stat.queue: {"length": stat.length, "oldest_age": stat.oldest_age} for stat in stats}
+
+
 def register_builtin_tasks(app: Celery) -> None:
     """Declare the platform's own tasks on ``app`` (idempotent)."""
     if getattr(app, "_sp_builtin_tasks", False):
@@ -81,3 +100,4 @@ def register_builtin_tasks(app: Celery) -> None:
     app.task(name=HEARTBEAT_TASK, bind=True, shared=False, ignore_result=True)(_heartbeat)
     app.task(name=CANARY_TASK, bind=True, shared=False, ignore_result=True)(_canary)
     app.task(name=HOUSEKEEPING_TASK, bind=True, shared=False, ignore_result=True)(_housekeeping)
+    app.task(name=QUEUE_WATCH_TASK, bind=True, shared=False, ignore_result=True)(_queue_watch)

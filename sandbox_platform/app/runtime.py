@@ -33,6 +33,7 @@ from sandbox_platform.guards.pipeline import Pipeline
 from sandbox_platform.ops.alert_wiring import build_dispatcher, wire_alert_sources
 from sandbox_platform.ops.alerts import AlertDispatcher
 from sandbox_platform.ops.heartbeat import Heartbeat
+from sandbox_platform.ops.metrics import Metrics
 
 __all__ = [
     "Runtime",
@@ -53,6 +54,7 @@ class Runtime:
     alerts: AlertDispatcher
     dry_run_lock: DryRunLock
     heartbeat: Heartbeat
+    metrics: Metrics
     governor: Governor
     idempotency: IdempotencyStore
     pipeline: Pipeline
@@ -65,6 +67,8 @@ class Runtime:
         recorder = Recorder(settings.active_database_url)
         alerts = build_dispatcher(settings, client)
         wire_alert_sources(alerts, events)
+        metrics = Metrics(client, prefix)
+        metrics.subscribe(events)
         services = Services(settings=settings, redis=client, events=events, recorder=recorder)
         return cls(
             settings=settings,
@@ -79,6 +83,7 @@ class Runtime:
                 prefix=prefix,
                 database_url=settings.active_database_url,
             ),
+            metrics=metrics,
             governor=Governor(client, prefix),
             idempotency=IdempotencyStore(client, prefix),
             pipeline=Pipeline(guards, services),
@@ -87,10 +92,12 @@ class Runtime:
     def flush(self) -> None:
         """Write what is buffered (warm shutdown)."""
         self.recorder.flush()
+        self.metrics.flush()
         self.alerts.flush(timeout=5)
 
     def close(self) -> None:
         self.recorder.close()
+        self.metrics.close()
         self.alerts.close(timeout=5)
 
 

@@ -36,6 +36,7 @@ from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import Settings, active_settings
 from sandbox_platform.db.deadletters import store_dead_letter
 from sandbox_platform.db.engine import dispose_engines
+from sandbox_platform.guards.events import JobDeadLettered
 from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
 
 __all__ = ["connect_signals", "message_record"]
@@ -121,18 +122,28 @@ def message_record(message: Any) -> dict[str, Any]:
 
 
 def _dead_letter_message(sender: Any, reason: str, message: Any, exc: Any) -> None:
+    app = _app_of(sender) or _worker_app
     try:
         record = message_record(message)
         headers = record["headers"]
-        store_dead_letter(
-            _settings_of(_app_of(sender) or _worker_app).active_database_url,
-            task_id=str(headers.get("id") or ""),
-            task_name=str(headers.get("task") or "?"),
+        event = JobDeadLettered(
+            str(headers.get("task") or "?"),
+            str(headers.get("id") or ""),
+            headers.get(CORRELATION_HEADER),
             reason=reason,
             detail=repr(exc),
-            message=record,
-            correlation_id=headers.get(CORRELATION_HEADER),
         )
+        store_dead_letter(
+            _settings_of(app).active_database_url,
+            task_id=event.task_id or "",
+            task_name=event.task,
+            reason=reason,
+            detail=event.detail,
+            message=record,
+            correlation_id=event.correlation_id,
+        )
+        if app is not None:
+            runtime_for(app).events.emit(event)
     except Exception:
         log.exception("could not dead-letter a message", reason=reason)
 

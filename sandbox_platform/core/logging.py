@@ -81,7 +81,7 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     quiet = max(logging.WARNING, logging.getLevelName(level))
-    for noisy in ("kombu", "amqp", "urllib3"):
+    for noisy in ("kombu", "amqp", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(quiet)
     for name in TASK_EVENT_LOGGERS:  # failures are errors and still pass
         logging.getLogger(name).setLevel(logging.NOTSET if task_events else quiet)

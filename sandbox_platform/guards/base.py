@@ -196,6 +196,8 @@ class Job:
     headers: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     fencing_token: int | None = None
+    #: per-call state of the guards, keyed by guard name (never on the guard itself)
+    scratch: dict[str, Any] = field(default_factory=dict)
     _result_json: str | None = None
 
     @property

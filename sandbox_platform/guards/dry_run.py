@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import structlog
@@ -147,6 +148,7 @@ class DryRunLock:
             "mode": Mode.SANDBOX.value,
             "task_id": job.task_id if job else None,
             "correlation_id": current_correlation_id(),
+            "created_at": datetime.now(UTC),
         }
 
     def _record(self, event: dict[str, Any]) -> None:

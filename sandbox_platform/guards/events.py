@@ -20,6 +20,7 @@ __all__ = [
     "DryRunIntercepted",
     "Event",
     "Events",
+    "GovernorAdmitted",
     "GovernorDenied",
     "JobDeadLettered",
     "JobFinished",
@@ -43,6 +44,13 @@ class GovernorDenied(Event):
 
     resource: str = ""
     wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GovernorAdmitted(Event):
+    """The governor let a job through; it took tokens from each of ``resources``."""
+
+    resources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

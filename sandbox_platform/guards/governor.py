@@ -276,6 +276,16 @@ class Governor:
             f"{resource}: rate limited by {decision.limit!r}, retry in {decision.wait_seconds:.3f}s"
         )
 
+    def tokens(self, resource: str) -> dict[str, float]:
+        """The tokens in each limit of ``resource`` now (refilled to Redis time); takes none."""
+        keys = self.keys(resource)
+        script = get_script(self.client, "governor_peek")
+        with _fail_closed("tokens"):
+            flat = script(keys=[keys.cfg, keys.state], args=[])
+        return {
+            _redis_text(flat[i]): float(_redis_text(flat[i + 1])) for i in range(0, len(flat), 2)
+        }
+
     def denials(self, resource: str) -> int:
         """How many acquires of ``resource`` were denied (counted inside the script)."""
         with _fail_closed("denials"):

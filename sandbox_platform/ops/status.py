@@ -18,22 +18,16 @@ from sandbox_platform.db.models import JobRun
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.ops.alerts import DatabaseSink
+from sandbox_platform.ops.backlog import queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.readiness import ReadinessChecker
 
 __all__ = ["completed_jobs", "platform_status", "queue_length"]
 
-# kombu's Redis transport keeps priorities 3, 6 and 9 in lists named queue + sep + step.
-_PRIORITY_SEP = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
-
 
 def queue_length(broker: redis.Redis, queue: str) -> int:
     """Jobs waiting in ``queue``, over kombu's priority lists, in one round trip."""
-    pipe = broker.pipeline(transaction=False)
-    for name in (queue, *(f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)):
-        pipe.llen(name)
-    return sum(int(n) for n in pipe.execute())
+    return queue_stats(broker, queue).length
 
 
 def completed_jobs(database_url: str) -> int:

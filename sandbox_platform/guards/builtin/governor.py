@@ -20,7 +20,7 @@ from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import RateLimitedError
 from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
-from sandbox_platform.guards.events import GovernorDenied
+from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
 from sandbox_platform.guards.governor import resolve_resource
 from sandbox_platform.guards.templates import check_template
 
@@ -50,10 +50,19 @@ class GovernorGuard(Guard):
 
     def contribute(self, job: Job, request: AdmissionRequest) -> None:
         argnames = job.task.sp_argnames
+        resources = []
         for template, cost in job.options["governor"]:
-            request.take(resolve_resource(template, job.args, job.kwargs, argnames), cost)
+            resource = resolve_resource(template, job.args, job.kwargs, argnames)
+            request.take(resource, cost)
+            resources.append(resource)
+        job.scratch[self.name] = tuple(resources)
 
     def admitted(self, job: Job, admission: Admission) -> Outcome | None:
+        resources = job.scratch.get(self.name)
+        if admission.status == "acquired" and resources:
+            job.services.events.emit(
+                GovernorAdmitted(job.name, job.task_id, None, resources=resources)
+            )
         if admission.status != "denied":
             return None
         resource = admission.resource or ""

@@ -15,6 +15,7 @@ __all__ = ["SCRIPT_NAMES", "get_script", "load_script"]
 SCRIPT_NAMES = (
     "admit",
     "governor_acquire",
+    "governor_peek",
     "idem_claim",
     "idem_complete",
     "idem_extend",
