@@ -10,6 +10,7 @@ Environment knobs (all optional):
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+
+# Fixtures that serve the dashboard and drive a beat (real processes).
+pytest_plugins = ["tests.dashboard_fixtures"]
 
 REDIS_BASE = os.environ.get("SP_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_DB = int(os.environ.get("SP_TEST_REDIS_DB", "9"))
@@ -99,7 +103,7 @@ def _clean_platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- real worker processes --------------------------------------------------------------------
 
-from tests.helpers import platform_env  # noqa: E402
+from tests.helpers import platform_env, wait_until  # noqa: E402
 
 
 @pytest.fixture
@@ -214,3 +218,51 @@ def live_ready_limits(redis_client: redis.Redis) -> None:
     from sandbox_platform.guards.governor import Governor
 
     Governor(redis_client, "sp").set_limit("test-bucket", 1000, 1.0)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of this test only; stopped by its pid whatever happens."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, timeout=10, message=f"private redis-server on {port} did not start")
+        yield proc, url
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)

@@ -56,3 +56,39 @@ def poll_until(predicate, timeout: float, step: float = 0.02) -> bool:  # type: 
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+def session_pids(session_id: int) -> set[int]:
+    """Live processes whose session id is ``session_id`` (read from /proc)."""
+    import os
+    from pathlib import Path
+
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, session = fields[0], int(fields[3])
+        if session == session_id and state != "Z" and int(entry.name) != os.getpid():
+            found.add(int(entry.name))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

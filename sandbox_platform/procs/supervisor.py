@@ -2,14 +2,21 @@
 
 A child that dies (a crash, an out-of-memory kill) is started again after a short,
 growing pause; a child that exits with a configuration error (2) or a readiness NO-GO (3)
-stops the whole group with that code, since starting it again cannot help. SIGINT and
-SIGTERM are forwarded to every child (Celery's warm shutdown) and end supervision.
+stops the whole group with that code, since starting it again cannot help.
+
+Shutdown belongs to the supervisor: each child runs in a process group of its own, so a
+Ctrl-C in the terminal reaches only the supervisor, which sends every child one SIGTERM
+(Celery's warm shutdown: running jobs finish, records are flushed; exit code 0). SIGINT and
+SIGTERM end supervision alike. A child also gets SIGTERM if the supervisor itself dies
+(``PR_SET_PDEATHSIG``), so none is left behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -40,13 +47,16 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.commands[index], env=self.env)
+        return subprocess.Popen(
+            self.commands[index], env=self.env, process_group=0, preexec_fn=_die_with_parent
+        )
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
+        """End supervision: every child gets SIGTERM (a warm shutdown), whatever ``signum``."""
         self._stopping.set()
         for child in self.children:
             if child.poll() is None:
-                child.send_signal(signum)
+                child.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         """Supervise until every child has exited after a stop; return the worst code."""
@@ -76,3 +86,12 @@ class Supervisor:
             self._stopping.wait(0.5)
         codes = [child.wait() for child in self.children]
         return fatal or max((c for c in codes if c > 0), default=0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

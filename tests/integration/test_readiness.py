@@ -7,7 +7,6 @@ subprocess with the test's environment; other faults call :class:`ReadinessCheck
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -94,52 +93,6 @@ def checker_for() -> Iterator[Callable[..., tuple[ReadinessChecker, Settings]]]:
     reset_runtime()
     for app in apps:
         app.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A redis-server of this test only; stopped by its pid whatever happens."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-
-    def answers() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        wait_until(answers, timeout=10, message=f"private redis-server on {port} did not start")
-        yield proc, url
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def _record_fresh_tick(redis_client: redis.Redis, database_url: str | None = None) -> None:
