@@ -14,7 +14,9 @@ Variants (the task body is the same single ``INCR`` of one counter key in every 
 4. ``platform-guarded``: the same topology, a ``guarded_task`` with ``governor=["bench"]``
    (limit 10**6/s, never denies): mode check, admission Lua, recorder;
 5. ``platform-idem``: the guarded task with ``idempotency_key="{i}"``: enqueue-side
-   SET NX (+ GET on a duplicate), worker-side claim + complete.
+   SET NX (+ GET on a duplicate), worker-side claim + complete;
+6. ``platform-guarded-events``: variant 4 with the flags of ``sandbox-platform worker
+   --events`` (``-E``, worker heartbeat on, no gossip, no mingle): what Flower costs.
 
 Each run: flush db 7; enqueue N jobs with ``apply_async`` in a fresh subprocess (timed: the
 enqueue rate); move the queue aside (RENAME); start the workers (own session each) and wait
@@ -55,6 +57,7 @@ import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
 from bench.drain_common import COUNTER_KEY, ENV_DB, ENV_PREFIX, ENV_REDIS  # noqa: E402
+from sandbox_platform.cli.processes import EVENTS_WORKER_FLAGS  # noqa: E402
 from sandbox_platform.procs.worker import LEAN_FLAGS  # noqa: E402
 
 DEFAULT_URL = "redis://127.0.0.1:6379/7"
@@ -85,6 +88,7 @@ class Variant:
 
 BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
 PLATFORM_ARGS = ("--pool", "solo", *LEAN_FLAGS)
+EVENTS_ARGS = ("--pool", "solo", *EVENTS_WORKER_FLAGS)  # sandbox-platform worker --events
 
 VARIANTS = (
     Variant(
@@ -131,6 +135,15 @@ VARIANTS = (
         "sandbox_platform",
         2,
         PLATFORM_ARGS,
+    ),
+    Variant(
+        "platform-guarded-events",
+        "6 platform, guarded (governor), 2 x solo --events",
+        "bench.drain_platform:platform_app",
+        "drain_guarded",
+        "sandbox_platform",
+        2,
+        EVENTS_ARGS,
     ),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
@@ -472,6 +485,39 @@ def print_report(summary: dict[str, dict[str, Any]], header: dict[str, Any]) -> 
     )
 
 
+def events_cost(results: list[RunResult]) -> dict[str, Any] | None:
+    """Events on / off for the guarded task: the ratio of medians and of each run's pair."""
+    on = {r.run: r for r in results if r.variant == "platform-guarded-events"}
+    off = {r.run: r for r in results if r.variant == "platform-guarded"}
+    pairs = [(on[run], off[run]) for run in sorted(on.keys() & off.keys())]
+    if not pairs:
+        return None
+    median = statistics.median
+    return {
+        "drain_ratio": median(a.drain_rate for a, _ in pairs)
+        / median(b.drain_rate for _, b in pairs),
+        "drain_ratio_per_run": [round(a.drain_rate / b.drain_rate, 3) for a, b in pairs],
+        "worker_cpu_us_per_job_added": median(a.worker_cpu_us_per_job for a, _ in pairs)
+        - median(b.worker_cpu_us_per_job for _, b in pairs),
+        "redis_cpu_us_per_job_added": median(a.redis_cpu_us_per_job for a, _ in pairs)
+        - median(b.redis_cpu_us_per_job for _, b in pairs),
+    }
+
+
+def print_events_cost(cost: dict[str, Any] | None) -> None:
+    """One line: what ``sandbox-platform worker --events`` costs the guarded drain."""
+    if not cost:
+        return
+    print()
+    per_run = ", ".join(f"{r:.2f}" for r in cost["drain_ratio_per_run"])
+    print(
+        f"events on / off (variant 6 / variant 4, guarded): drain {cost['drain_ratio']:.2f}"
+        f" (per run {per_run}); worker CPU {cost['worker_cpu_us_per_job_added']:+,.0f} us/job,"
+        f" redis CPU {cost['redis_cpu_us_per_job_added']:+,.0f} us/job (no event consumer"
+        " attached)"
+    )
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -574,12 +620,15 @@ def main() -> None:
     header["loadavg_at_end"] = os.getloadavg()
     header["total_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(results, names)
+    cost = events_cost(results)
     print_report(summary, header)
+    print_events_cost(cost)
     print(f"total {header['total_seconds']}s, load average at start {header['loadavg_at_start']}")
     if args.json:
         payload = {
             "header": header,
             "summary": summary,
+            "events_cost": cost,
             "runs": [vars(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2))

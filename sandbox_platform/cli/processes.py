@@ -11,9 +11,12 @@ import typer
 from sandbox_platform.cli.common import celery_env, cli_settings
 from sandbox_platform.procs.supervisor import Supervisor
 
-__all__ = ["beat", "demo", "worker"]
+__all__ = ["EVENTS_WORKER_FLAGS", "WORKER_FLAGS", "beat", "demo", "worker"]
 
+#: the lean consumer: no gossip, no mingle, no worker heartbeat, no task events
 WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+#: ``--events``: task events on and the worker heartbeat kept, so Flower sees every job
+EVENTS_WORKER_FLAGS = ["-E", "--without-gossip", "--without-mingle"]
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -27,10 +30,21 @@ def worker(
     skip_readiness: Annotated[
         bool, typer.Option("--skip-readiness", help="live mode: start even on NO-GO")
     ] = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events",
+            help="send task events (-E) and keep the worker heartbeat, so Flower sees every "
+            "job and shows the worker online (costs drain rate: bench/README.md); gossip and "
+            "mingle stay off",
+        ),
+    ] = False,
 ) -> None:
     """Start worker consumers: one process per core, solo pool, lean flags (docs/architecture.md).
 
     A consumer that dies is started again; a settings error or a live NO-GO stops them all.
+
+    Without --events the consumers send no events at all, and Flower sees nothing.
     """
     settings = cli_settings()
     if pool not in ("solo", "prefork"):
@@ -41,9 +55,8 @@ def worker(
     base = [sys.executable, "-m", "celery", "-A", app_module, "worker", "--pool", pool]
     if pool == "prefork":
         base += ["--concurrency", "1"]
-    commands = [
-        [*base, *WORKER_FLAGS, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)
-    ]
+    flags = EVENTS_WORKER_FLAGS if events else WORKER_FLAGS
+    commands = [[*base, *flags, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)]
     env = celery_env(settings)
     if skip_readiness:
         env["SANDBOX_PLATFORM_SKIP_READINESS"] = "true"
