@@ -5,36 +5,5 @@
 A re-export only: the alerts live in :mod:`sandbox_platform.ops.alerts`.
 """
 
-from sandbox_platform.ops.alerts import (
-    THROTTLE_LUA,
-    Alert,
-    AlertDispatcher,
-    DatabaseSink,
-    LogSink,
-    MemorySink,
-    Severity,
-    Sink,
-    Subscription,
-    Throttle,
-    ThrottleDecision,
-    WebhookSink,
-    connect_retry_exhaustion,
-    slack_payload,
-)
-
-__all__ = [
-    "THROTTLE_LUA",
-    "Alert",
-    "AlertDispatcher",
-    "DatabaseSink",
-    "LogSink",
-    "MemorySink",
-    "Severity",
-    "Sink",
-    "Subscription",
-    "Throttle",
-    "ThrottleDecision",
-    "WebhookSink",
-    "connect_retry_exhaustion",
-    "slack_payload",
-]
+from sandbox_platform.ops.alerts import *  # noqa: F403  (the same public names)
+from sandbox_platform.ops.alerts import __all__ as __all__

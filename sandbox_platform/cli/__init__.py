@@ -11,10 +11,15 @@ import sys
 
 import typer
 
+from sandbox_platform.cli.dashboard import dashboard
 from sandbox_platform.cli.db import db_app, sandbox_app
+from sandbox_platform.cli.flower import flower
+from sandbox_platform.cli.governor import governor_app
 from sandbox_platform.cli.ops import dead_letters_app, health_command, show_settings, status_command
 from sandbox_platform.cli.processes import EXTRA_ARGS, beat, demo, worker
 from sandbox_platform.cli.readiness import readiness
+from sandbox_platform.cli.records import alerts_app, dry_runs_app, jobs_app
+from sandbox_platform.cli.up import up
 from sandbox_platform.core.errors import PlatformError, SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.logging import configure_logging
@@ -27,13 +32,20 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dry_runs_app, name="dry-runs")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(governor_app, name="governor")
 app.command("settings")(show_settings)
 app.command("status")(status_command)
 app.command("health")(health_command)
 app.command("readiness")(readiness)
 app.command("worker", context_settings=EXTRA_ARGS)(worker)
 app.command("beat", context_settings=EXTRA_ARGS)(beat)
+app.command("flower", context_settings=EXTRA_ARGS)(flower)
 app.command("demo")(demo)
+app.command("dashboard")(dashboard)
+app.command("up")(up)
 
 
 def main() -> None:

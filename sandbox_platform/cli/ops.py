@@ -3,64 +3,77 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from sandbox_platform.cli.common import cli_settings, load_app
+from sandbox_platform.cli.render import (
+    add_row,
+    audit_action,
+    compact,
+    new_table,
+    print_json,
+    reading_database,
+    short_time,
+    stdout_console,
+)
+from sandbox_platform.cli.status_view import print_status
+from sandbox_platform.core.settings import Settings
 
-__all__ = ["dead_letters_app", "health_command", "show_settings", "status_command"]
+__all__ = [
+    "broker_url_in_use",
+    "dead_letters_app",
+    "health_command",
+    "show_settings",
+    "status_command",
+]
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Jobs that will not run by themselves.")
-console = Console()
+console = stdout_console()
 
 
 @dead_letters_app.command("list")
 def list_command(
     reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="newest N")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="newest N")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """List dead letters, newest first."""
-    from sandbox_platform.db.deadletters import list_dead_letters
+    """List dead letters, newest first (their arguments masked)."""
+    from sandbox_platform.core.redaction import redact_value
+    from sandbox_platform.ops.records import list_dead_letters
 
-    letters = list_dead_letters(cli_settings().active_database_url, reason=reason, limit=limit)
+    url = cli_settings().active_database_url
+    with reading_database(url):
+        letters = list_dead_letters(url, reason=reason, limit=limit)
+    for letter in letters:  # the detail is masked when stored; mask it again for display
+        letter["detail"] = redact_value(letter["detail"]) if letter["detail"] else None
     if as_json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "id": d.id,
-                        "task_id": d.task_id,
-                        "task_name": d.task_name,
-                        "reason": d.reason,
-                        "detail": d.detail,
-                        "correlation_id": d.correlation_id,
-                        "created_at": d.created_at.isoformat(),
-                        "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
-                        "message": d.message,
-                    }
-                    for d in letters
-                ],
-                indent=2,
-                default=str,
-            )
-        )
+        print_json(letters)
         return
-    table = Table("id", "task", "reason", "correlation id", "created", "replayed", "detail")
+    table = new_table(
+        "id", "task", "reason", "arguments", "correlation id", "created", "replayed", "detail"
+    )
     for d in letters:
-        table.add_row(
-            str(d.id),
-            d.task_name,
-            d.reason,
-            d.correlation_id or "",
-            d.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            d.replayed_at.strftime("%Y-%m-%d %H:%M:%S") if d.replayed_at else "",
-            (d.detail or "")[:80],
+        add_row(
+            table,
+            str(d["id"]),
+            d["task_name"],
+            d["reason"],
+            Text(_arguments(d["message"] or {})),
+            d["correlation_id"] or "",
+            short_time(d["created_at"]),
+            short_time(d["replayed_at"]),
+            Text((d["detail"] or "")[:80]),
         )
     console.print(table)
+
+
+def _arguments(message: dict[str, Any]) -> str:
+    """A stored message's (masked) arguments: ``'a', 2, key=value``."""
+    parts = [compact(message.get("args") or []), compact(message.get("kwargs") or {})]
+    return ", ".join(part for part in parts if part)
 
 
 @dead_letters_app.command("replay")
@@ -72,9 +85,10 @@ def replay_command(
     from sandbox_platform.ops.deadletters import replay_dead_letter
 
     settings = cli_settings()
-    task_id = replay_dead_letter(
-        load_app(app_module, settings), settings.active_database_url, dead_letter_id
-    )
+    url = settings.active_database_url
+    task_id = replay_dead_letter(load_app(app_module, settings), url, dead_letter_id)
+    detail = {"replay_task_id": task_id, "app": app_module}
+    audit_action(url, "dead_letter.replay", str(dead_letter_id), detail)
     console.print(f"dead letter {dead_letter_id} replayed as task {task_id}")
 
 
@@ -89,15 +103,10 @@ def status_command(
     settings = cli_settings()
     app = load_app(app_module, settings)
     status = platform_status(settings, app, get_redis(redis_url(settings)))
-    print(json.dumps(status, indent=2, default=str) if as_json else _render(status))
-
-
-def _render(status: dict[str, object]) -> str:
-    lines = []
-    for key, value in status.items():
-        text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-        lines.append(f"{key:22} {text}")
-    return "\n".join(lines)
+    if as_json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        print_status(status, console)
 
 
 def health_command(
@@ -134,11 +143,27 @@ def show_settings(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Validate the settings and print them, credentials masked."""
-    values = cli_settings().public_dict()
+    settings = cli_settings()
+    values = settings.typed_public_dict()
+    broker = broker_url_in_use(settings)
     if as_json:
-        print(json.dumps(values, indent=2))
+        print(json.dumps({**values, "broker_url_in_use": broker}, indent=2))
         return
-    table = Table("setting", "value")
+    table = new_table("setting", "value")
     for key, value in values.items():
-        table.add_row(f"SANDBOX_PLATFORM_{key.upper()}", "" if value is None else str(value))
-    Console().print(table)
+        add_row(table, f"SANDBOX_PLATFORM_{key.upper()}", "" if value is None else str(value))
+    add_row(table, "(broker URL in use)", broker)
+    console.print(table)
+
+
+def broker_url_in_use(settings: Settings) -> str:
+    """The broker URL Celery will use, masked; never starts the embedded Redis to say so."""
+    from sandbox_platform.core.celery_config import celery_config
+    from sandbox_platform.core.redaction import redact_value
+    from sandbox_platform.core.redis_client import celery_url
+
+    if settings.redis_url is not None:
+        return redact_value(str(celery_config(settings)["broker_url"]))
+    if settings.broker_url is not None:  # what celery_config would say, without the embedded
+        return redact_value(celery_url(settings.broker_url))
+    return f"embedded redis-server (unix socket in {settings.data_dir})"
