@@ -90,6 +90,9 @@ BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
 PLATFORM_ARGS = ("--pool", "solo", *LEAN_FLAGS)
 EVENTS_ARGS = ("--pool", "solo", *EVENTS_WORKER_FLAGS)  # sandbox-platform worker --events
 
+# the platform app (sandbox mode) publishes to its mode-qualified default queue
+PLATFORM_QUEUE = "sandbox_platform.sandbox"
+
 VARIANTS = (
     Variant(
         "bare-default",
@@ -114,7 +117,7 @@ VARIANTS = (
         "3 platform, plain task, 2 x solo lean",
         "bench.drain_platform:platform_app",
         "drain_plain",
-        "sandbox_platform",
+        PLATFORM_QUEUE,
         2,
         PLATFORM_ARGS,
     ),
@@ -123,7 +126,7 @@ VARIANTS = (
         "4 platform, guarded (governor), 2 x solo lean",
         "bench.drain_platform:platform_app",
         "drain_guarded",
-        "sandbox_platform",
+        PLATFORM_QUEUE,
         2,
         PLATFORM_ARGS,
     ),
@@ -132,7 +135,7 @@ VARIANTS = (
         "5 platform, guarded + idempotency key, 2 x solo lean",
         "bench.drain_platform:platform_app",
         "drain_idem",
-        "sandbox_platform",
+        PLATFORM_QUEUE,
         2,
         PLATFORM_ARGS,
     ),
@@ -141,7 +144,7 @@ VARIANTS = (
         "6 platform, guarded (governor), 2 x solo --events",
         "bench.drain_platform:platform_app",
         "drain_guarded",
-        "sandbox_platform",
+        PLATFORM_QUEUE,
         2,
         EVENTS_ARGS,
     ),

@@ -8,6 +8,7 @@ connected in :mod:`sandbox_platform.app.signals`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 
@@ -15,6 +16,7 @@ from sandbox_platform.app.builtin_tasks import register_builtin_tasks
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
 from sandbox_platform.core.celery_config import celery_config
+from sandbox_platform.core.context import MODE_HEADER
 from sandbox_platform.core.settings import (
     Settings,
     forget_active_settings,
@@ -33,10 +35,18 @@ __all__ = ["PlatformCelery", "create_app", "release_app"]
 
 
 class PlatformCelery(Celery):
-    """A Celery app that knows its platform settings and its guards."""
+    """A Celery app that knows its platform settings and its guards; its queues are
+    qualified with its mode and every message it publishes carries that mode."""
 
+    amqp_cls = "sandbox_platform.core.queues:ModeAMQP"
     platform_settings: Settings
     platform_guards: tuple[Guard, ...]
+
+    def send_task(self, name: str, *args: Any, **options: Any) -> Any:
+        headers = options.get("headers")
+        if not headers or MODE_HEADER not in headers:
+            options["headers"] = {**(headers or {}), MODE_HEADER: self.platform_settings.mode.value}
+        return super().send_task(name, *args, **options)
 
 
 def create_app(

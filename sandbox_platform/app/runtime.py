@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.jobscope import current_job, in_child_of_job
 from sandbox_platform.core.redis_client import get_redis, redis_url
 from sandbox_platform.core.settings import Settings, active_settings
 from sandbox_platform.db.models import DryRunEvent
@@ -103,7 +103,10 @@ class Runtime:
 
 def _dry_run_lock(settings: Settings, recorder: Recorder, events: Events) -> DryRunLock:
     def record(event: dict[str, Any]) -> None:
-        recorder.add(DryRunEvent, **event)
+        if in_child_of_job():  # a process task code started: it may exit right after
+            recorder.write_now(DryRunEvent, **event)
+        else:
+            recorder.add(DryRunEvent, **event)
 
     def announce(event: dict[str, Any]) -> None:
         job = current_job()

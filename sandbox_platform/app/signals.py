@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -31,11 +32,13 @@ from sandbox_platform.core.context import (
     set_correlation_id,
 )
 from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.propagation import install_context_propagation
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import Settings, active_settings
 from sandbox_platform.db.deadletters import store_dead_letter
 from sandbox_platform.db.engine import dispose_engines
+from sandbox_platform.guards.egress import install_egress_guard
 from sandbox_platform.guards.events import JobDeadLettered
 from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
 
@@ -83,12 +86,28 @@ def _redact_reprs(body: Any, headers: dict[str, Any]) -> None:
     headers["kwargsrepr"] = saferepr(redact(kwargs))
 
 
+#: the caller's correlation id and log fields, saved while an eager ``apply()`` runs
+_eager_saved: ContextVar[tuple[tuple[str | None, dict[str, Any]], ...]] = ContextVar(
+    "sp_eager_saved", default=()
+)
+
+
+def _eager(task: Task[Any, Any] | None) -> bool:
+    return task is not None and bool(getattr(task.request, "is_eager", False))
+
+
 def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k: Any) -> None:
-    structlog.contextvars.clear_contextvars()
     if task is None:
+        structlog.contextvars.clear_contextvars()
         return
-    correlation_id = request_header(task.request, CORRELATION_HEADER) or new_correlation_id()
-    set_correlation_id(correlation_id)
+    correlation_id = request_header(task.request, CORRELATION_HEADER)
+    if _eager(task):  # run in the caller's context: keep its id, restore it afterwards
+        saved = (current_correlation_id(), structlog.contextvars.get_contextvars())
+        _eager_saved.set((*_eager_saved.get(), saved))
+        correlation_id = correlation_id or saved[0]
+    else:
+        structlog.contextvars.clear_contextvars()
+    set_correlation_id(correlation_id or new_correlation_id())
     structlog.contextvars.bind_contextvars(
         task_id=task_id,
         task_name=task.name,
@@ -96,9 +115,16 @@ def _on_task_prerun(task_id: str = "", task: Task[Any, Any] | None = None, **_k:
     )
 
 
-def _on_task_postrun(**_kwargs: Any) -> None:
-    set_correlation_id(None)
+def _on_task_postrun(task: Task[Any, Any] | None = None, **_kwargs: Any) -> None:
+    saved = _eager_saved.get()
     structlog.contextvars.clear_contextvars()
+    if _eager(task) and saved:
+        (previous, fields), rest = saved[-1], saved[:-1]
+        _eager_saved.set(rest)
+        structlog.contextvars.bind_contextvars(**fields)
+        set_correlation_id(previous)
+        return
+    set_correlation_id(None)
 
 
 def message_record(message: Any) -> dict[str, Any]:
@@ -164,9 +190,14 @@ def _on_worker_process_init(**_kwargs: Any) -> None:
 def _on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
     global _worker_app
     app = _app_of(sender)
-    if app is not None:
-        _worker_app = app
-        check_live_worker(_settings_of(app), app, lambda: runtime_for(app).alerts)
+    if app is None:
+        return
+    _worker_app = app
+    settings = _settings_of(app)
+    check_live_worker(settings, app, lambda: runtime_for(app).alerts)
+    install_context_propagation(lambda: (settings.mode.value, settings.active_database_url))
+    if install_egress_guard(settings, lambda: runtime_for(app).dry_run_lock):
+        log.info("sandbox egress guard on", egress_mode=settings.egress_mode)
 
 
 def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:

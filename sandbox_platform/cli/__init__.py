@@ -17,6 +17,7 @@ from sandbox_platform.cli.flower import flower
 from sandbox_platform.cli.governor import governor_app
 from sandbox_platform.cli.ops import dead_letters_app, health_command, show_settings, status_command
 from sandbox_platform.cli.processes import EXTRA_ARGS, beat, demo, worker
+from sandbox_platform.cli.queues import queues_app
 from sandbox_platform.cli.readiness import readiness
 from sandbox_platform.cli.records import alerts_app, dry_runs_app, jobs_app
 from sandbox_platform.cli.up import up
@@ -36,6 +37,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(dry_runs_app, name="dry-runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(governor_app, name="governor")
+app.add_typer(queues_app, name="queues")
 app.command("settings")(show_settings)
 app.command("status")(status_command)
 app.command("health")(health_command)

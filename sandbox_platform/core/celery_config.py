@@ -3,7 +3,7 @@
 Each default is a decision of the design record (``docs/architecture.md``): JSON only (pickle
 refused), late acks with ``reject_on_worker_lost`` (at-least-once), prefetch 1, the broker's
 visibility timeout from settings, connection retry at start-up, no result backend unless one
-is configured.
+is configured; every queue qualified with the mode (:mod:`sandbox_platform.core.queues`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from sandbox_platform.core.queues import ModeAMQP
 from sandbox_platform.core.redis_client import celery_url, redis_url
 from sandbox_platform.core.settings import Settings
 
@@ -66,6 +67,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def bare_app(settings: Settings, main: str = "sandbox_platform") -> Celery:
     """A Celery app with the platform's configuration and no tasks, signals or guards: for
     talking to the broker and the workers (readiness, tools), not for running jobs."""
-    app = Celery(main, set_as_current=False)
+    app = Celery(main, set_as_current=False, amqp=ModeAMQP)
     app.config_from_object(celery_config(settings))
     return app

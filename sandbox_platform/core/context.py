@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from sandbox_platform.core.jobscope import inherited_job
+
 __all__ = [
     "CORRELATION_HEADER",
     "ENQUEUED_HEADER",
@@ -50,8 +52,12 @@ def new_correlation_id() -> str:
 
 
 def current_correlation_id() -> str | None:
-    """The correlation id bound in this context, if any."""
-    return _correlation_id.get()
+    """The correlation id bound in this context (or inherited by a spawned child of a job)."""
+    value = _correlation_id.get()
+    if value is None:
+        inherited = inherited_job()
+        return inherited.correlation_id if inherited is not None else None
+    return value
 
 
 def set_correlation_id(correlation_id: str | None) -> None:

@@ -8,7 +8,8 @@ Every error the platform raises on purpose derives from :class:`PlatformError`::
     ├── EnqueueError             a job was refused at the call site; nothing was published
     │   ├── PayloadError         arguments are not JSON-serialisable or are too large
     │   ├── UnknownTaskError     no task of that name is registered
-    │   └── CountdownTooLongError  a countdown/ETA beyond the broker's visibility timeout
+    │   ├── CountdownTooLongError  a countdown/ETA beyond the broker's visibility timeout
+    │   └── InvalidDelayError    a countdown/ETA that is not a number / a time
     ├── GuardError               a guard refused to run a job
     │   ├── ModeMismatchError    a message of the other mode reached this worker
     │   ├── GovernorUnavailable  the governor's Redis cannot be reached (fail closed)
@@ -16,6 +17,9 @@ Every error the platform raises on purpose derives from :class:`PlatformError`::
     │   ├── IdempotencyConflict  the same key was used with different arguments
     │   └── IdempotencyInFlight  the key is being run by someone else right now
     ├── DryRunError              an irreversible action was declared or simulated wrongly
+    │   └── SimulationError      a simulator raised (a bug of the simulator, never retried)
+    ├── SandboxEgressBlocked     task code in sandbox mode tried to reach an address not
+    │                            on the allow-list
     └── RetryExhausted           the retry policy gave up (carries the last error)
 
 Only these types cross the platform's public API; anything unexpected raised inside a guard
@@ -32,13 +36,16 @@ __all__ = [
     "GuardError",
     "IdempotencyConflict",
     "IdempotencyInFlight",
+    "InvalidDelayError",
     "IsolationError",
     "ModeMismatchError",
     "PayloadError",
     "PlatformError",
     "RateLimitedError",
     "RetryExhausted",
+    "SandboxEgressBlocked",
     "SettingsError",
+    "SimulationError",
     "UnknownTaskError",
 ]
 
@@ -79,6 +86,10 @@ class CountdownTooLongError(EnqueueError):
     """A countdown or ETA is longer than the broker's visibility timeout."""
 
 
+class InvalidDelayError(EnqueueError):
+    """A countdown that is not a finite number of seconds, or an ETA that is not a time."""
+
+
 class GuardError(PlatformError):
     """A guard refused to run a job."""
 
@@ -110,6 +121,39 @@ class IdempotencyInFlight(GuardError):
 
 class DryRunError(PlatformError):
     """An irreversible action was declared or simulated wrongly."""
+
+
+class SimulationError(DryRunError):
+    """A simulator raised: names the action, the function and the original error.
+
+    The intercepted call is still recorded (with the error); the job is dead-lettered
+    ``simulation_failed`` at once, since retrying cannot fix a simulator.
+    """
+
+    dead_letter_reason = "simulation_failed"
+
+    def __init__(self, action: str, function: str, error: BaseException) -> None:
+        self.action = action
+        self.function = function
+        self.error = error
+        super().__init__(
+            f"the simulator of irreversible action {action!r} ({function}) raised {error!r}"
+        )
+
+
+class SandboxEgressBlocked(PlatformError):
+    """Task code in sandbox mode tried to connect to ``destination``, which is not on the
+    egress allow-list (``SANDBOX_PLATFORM_EGRESS_ALLOW``). Never retried."""
+
+    dead_letter_reason = "egress_blocked"
+
+    def __init__(self, destination: str, how: str = "connect") -> None:
+        self.destination = destination
+        self.how = how
+        super().__init__(
+            f"sandbox egress guard blocked {how} to {destination}: not on the allow-list "
+            "(SANDBOX_PLATFORM_EGRESS_ALLOW)"
+        )
 
 
 class RetryExhausted(PlatformError):

@@ -1,7 +1,11 @@
 """Masking of secrets before anything is logged, stored or sent.
 
-Two rules: a value under a key that names a secret is replaced whole; a string anywhere has
-credentials inside URLs, bearer tokens, ``key=value`` secrets and card numbers masked.
+By name and by value: a value under a key that names a secret is replaced whole; a string
+anywhere has credentials inside URLs, bearer tokens, JWTs, ``key=value`` secrets, known API
+key formats (``sk_live_``/``sk_test_``, ``AKIA``/``ASIA``, ``ghp_``/``github_pat_``,
+``xoxb-``/``xoxp-``, ...) and Luhn-valid card numbers masked; an integer that is a plausible
+card number (13-19 digits, a card network's first digit, Luhn-valid) is masked too. Ids,
+counts, timestamps and fencing tokens stay readable.
 """
 
 from __future__ import annotations
@@ -30,11 +34,20 @@ _INLINE_SECRET = re.compile(
     re.IGNORECASE,
 )
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_API_KEY = re.compile(
+    r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{8,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
 
 
 # One cheap scan that every string needing a rule matches; most log strings match none.
 _MAYBE_SECRET = re.compile(
-    r"://\S*@|bearer|basic|token|pass|secret|api[_-]?key|(?:\d[ -]?){12}\d", re.IGNORECASE
+    r"://\S*@|bearer|basic|token|pass|secret|api[_-]?key|(?:\d[ -]?){12}\d"
+    r"|[sr]k_|akia|asia|gh[pousr]_|github_pat|xox|eyj",
+    re.IGNORECASE,
 )
 
 
@@ -71,7 +84,24 @@ def redact_value(text: str) -> str:
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _INLINE_SECRET.sub(lambda m: f"{m['key']}{m['sep']}{m['quote']}{MASK}", text)
+    text = _API_KEY.sub(MASK, text)
     return _CARD.sub(_mask_card, text)
+
+
+def _card_int(value: int) -> bool:
+    """An integer that is a plausible payment card number (not a timestamp or an id)."""
+    digits = str(value)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits)
+
+
+def _masked_item(key: Any, value: Any, depth: int) -> Any:
+    """A mapping's value: whole under a secret key, except a number under a key naming a
+    token (a fencing token is a counter, not a credential); else redacted by value."""
+    if isinstance(key, str) and value is not None and is_secret_key(key):
+        number = isinstance(value, int) and not isinstance(value, bool)
+        if not (number and "token" in key.lower()):
+            return MASK
+    return redact(value, depth + 1)
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
@@ -80,15 +110,10 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         return redact_value(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 999_999_999_999:
+        return f"{MASK}{str(value)[-4:]}" if _card_int(value) else value
     if isinstance(value, Mapping):
-        return {
-            k: (
-                MASK
-                if isinstance(k, str) and is_secret_key(k) and v is not None
-                else redact(v, _depth + 1)
-            )
-            for k, v in value.items()
-        }
+        return {k: _masked_item(k, v, _depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
         items = [redact(v, _depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)

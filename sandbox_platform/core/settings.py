@@ -7,11 +7,14 @@ message is one line naming the variable, which the CLI prints before exiting wit
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,8 +76,12 @@ class Settings(BaseSettings):
     )
     live_database_url: str | None = Field(default=None, description="live database")
     data_dir: Path = Field(default_factory=_default_data_dir, description="embedded state")
-    visibility_timeout: int = Field(default=3600, gt=0, description="seconds, Redis broker")
-    heartbeat_interval: float = Field(default=10.0, gt=0, description="seconds between ticks")
+    visibility_timeout: int = Field(
+        default=3600, ge=1, le=30 * 86400, description="seconds, Redis broker"
+    )
+    heartbeat_interval: float = Field(
+        default=10.0, ge=0.1, le=86400, allow_inf_nan=False, description="seconds between ticks"
+    )
     log_format: Literal["json", "console"] = Field(default="json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
     log_task_events: bool = Field(
@@ -87,8 +94,12 @@ class Settings(BaseSettings):
     alert_min_severity: Literal["info", "warning", "error", "critical"] = Field(
         default="warning", description="lowest severity sent to the webhook"
     )
-    alert_throttle_seconds: float = Field(default=60.0, gt=0, description="throttle window")
-    readiness_timeout: float = Field(default=5.0, gt=0, description="seconds per check")
+    alert_throttle_seconds: float = Field(
+        default=60.0, gt=0, le=7 * 86400, allow_inf_nan=False, description="throttle window"
+    )
+    readiness_timeout: float = Field(
+        default=5.0, ge=0.1, le=600, allow_inf_nan=False, description="seconds per check"
+    )
     poison_max_deliveries: int = Field(default=3, ge=1, description="kills before quarantine")
     retention_days: int = Field(default=30, ge=1, description="days records are kept")
     skip_readiness: bool = Field(
@@ -102,17 +113,31 @@ class Settings(BaseSettings):
     flower_basic_auth: str | None = Field(
         default=None, description="Flower's user:password (comma-separated pairs)"
     )
+    egress_mode: Literal["block", "record", "off"] = Field(
+        default="block", description="sandbox egress guard: block, record (allow) or off"
+    )
+    egress_allow: str | None = Field(
+        default=None, description="host:port patterns task code may reach in sandbox mode"
+    )
     queue_backlog_threshold: int = Field(
         default=1000, gt=0, description="jobs waiting in a queue before a backlog alert"
     )
     queue_max_age: float = Field(
-        default=300.0, gt=0, description="seconds the oldest waiting job may wait before an alert"
+        default=300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds the oldest waiting job may wait before an alert",
     )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("egress_mode", mode="before")
+    @classmethod
+    def _lower_egress(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -127,6 +152,8 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _REDIS_SCHEMES or not rest:
             raise ValueError(f"malformed Redis URL (expected {'/'.join(_REDIS_SCHEMES)}://...)")
+        if scheme in ("redis", "rediss"):
+            _check_redis_host_port_db(value)
         return value
 
     @field_validator("alert_webhook_url")
@@ -227,14 +254,47 @@ SECRET_SETTINGS = frozenset({"dashboard_password", "dashboard_token", "flower_ba
 
 
 def _shown(key: str, text: str) -> str:
-    return MASK if key in SECRET_SETTINGS else redact_value(text)
+    if key in SECRET_SETTINGS:
+        return MASK
+    if key == "alert_webhook_url":  # the path of a Slack-style webhook URL is its secret
+        parts = urlsplit(text)
+        return f"{parts.scheme}://{parts.hostname}{'/' + MASK if parts.path.strip('/') else ''}"
+    return redact_value(text)
+
+
+def _check_redis_host_port_db(value: str) -> None:
+    """A redis:// URL whose port and db number are numbers in range (one clear line)."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("malformed Redis URL: the port is not a number in 1-65535") from None
+    if port == 0:
+        raise ValueError("malformed Redis URL: the port is not a number in 1-65535")
+    db = parts.path.strip("/")
+    if db and not (db.isdigit() and int(db) < 1 << 16):
+        raise ValueError(f"malformed Redis URL: the database {db!r} is not a number")
+
+
+def _is_this_machine(host: str) -> bool:
+    """Loopback addresses (all of 127.0.0.0/8, ::1) and this machine's own names."""
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return host in names or host.split(".", 1)[0] in {n.split(".", 1)[0] for n in names}
 
 
 def database_identity(url_text: str) -> tuple[str, ...]:
     """Normalise a database URL to what identifies the database itself.
 
-    Driver, user, password and query are dropped; loopback host names are one host; the
-    default port is filled in; SQLite paths are made absolute. ``:memory:`` is unique.
+    Driver, user, password and query are dropped; loopback addresses (127.0.0.0/8, ::1) and
+    this machine's own host names are one host; the default port is filled in; SQLite paths
+    are made absolute. ``:memory:`` is unique.
     """
     url: URL = make_url(url_text)
     backend = url.get_backend_name()
@@ -244,7 +304,7 @@ def database_identity(url_text: str) -> tuple[str, ...]:
             return ("sqlite", ":memory:", str(id(url)))
         return ("sqlite", str(Path(database).expanduser().resolve()))
     host = (url.host or "localhost").lower()
-    if host in _LOOPBACK_NAMES:
+    if _is_this_machine(host):
         host = "loopback"
     port = url.port or _DEFAULT_PORTS.get(backend, 0)
     return (backend, host, str(port), url.database or "")

@@ -73,6 +73,8 @@ class DryRunEvent(Base):
     function: Mapped[str] = mapped_column(String(512))
     arguments: Mapped[dict[str, Any]]
     simulated_result: Mapped[dict[str, Any] | None]
+    #: what the simulator raised, when it did (the call was intercepted all the same)
+    error: Mapped[str | None] = mapped_column(Text)
     intercepted: Mapped[bool] = mapped_column(default=True)
     mode: Mapped[str] = mapped_column(String(16))
     task_id: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -65,6 +65,12 @@ class Recorder:
         if pending >= self.batch_size:
             self._wake.set()
 
+    def write_now(self, model: type[Base], **values: Any) -> None:
+        """Write one row synchronously (a process that may exit at once, e.g. a child process
+        started by task code, cannot wait for the background thread)."""
+        self._write([(model, values)])
+        self.written += 1
+
     def pending(self) -> int:
         with self._lock:
             return len(self._rows)

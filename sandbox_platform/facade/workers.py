@@ -14,6 +14,7 @@ from sandbox_platform.core.errors import PlatformError
 from sandbox_platform.core.payload import check_payload
 from sandbox_platform.core.redis_client import broker_redis
 from sandbox_platform.core.settings import Settings, load_settings
+from sandbox_platform.ops.backlog import default_queue
 from sandbox_platform.ops.status import completed_jobs, queue_length
 from sandbox_platform.procs.env import settings_env
 from sandbox_platform.procs.worker import WorkerSubprocess
@@ -149,9 +150,7 @@ class WorkerProcess:
 
     def queue_length(self) -> int:
         """Messages waiting in the app's default queue (all of kombu's priority lists)."""
-        return queue_length(
-            broker_redis(self._settings()), str(self._app().conf.task_default_queue)
-        )
+        return queue_length(broker_redis(self._settings()), default_queue(self._app()))
 
     def completed_jobs(self) -> int:
         """Job runs in state ``succeeded`` in this mode's database.

@@ -20,12 +20,15 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import structlog
+from sqlalchemy import insert
 
 from sandbox_platform.core.context import current_correlation_id
-from sandbox_platform.core.errors import DryRunError
-from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.errors import DryRunError, SimulationError
+from sandbox_platform.core.jobscope import current_job, inherited_job
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.settings import Mode, active_settings
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import DryRunEvent
 
 __all__ = [
     "DryRunLock",
@@ -43,6 +46,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 Simulator = Callable[..., Any]
 EventSink = Callable[[dict[str, Any]], None]
+
+
+def _no_arguments() -> None:
+    """Stands for the function of an event that has none (egress)."""
 
 
 def default_simulation(action: str, function: str) -> dict[str, Any]:
@@ -119,8 +126,8 @@ class DryRunLock:
             self.passed += 1
             log.info("irreversible action executed", action=action, function=function)
             return func(*args, **kwargs)
-        result = simulate(*args, **kwargs) if simulate else default_simulation(action, function)
         self.intercepted += 1
+        result = self._simulate(event, simulate, args, kwargs)
         event["simulated_result"] = _jsonable(result)
         self._record(event)
         log.info(
@@ -130,6 +137,32 @@ class DryRunLock:
             arguments=event["arguments"],
         )
         return result
+
+    def _simulate(
+        self,
+        event: dict[str, Any],
+        simulate: Simulator | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The simulated result; a simulator that raises is a bug of the simulator: the call
+        is recorded with the error and a :class:`SimulationError` names the action."""
+        if simulate is None:
+            return default_simulation(event["action"], event["function"])
+        try:
+            return simulate(*args, **kwargs)
+        except Exception as exc:
+            event["error"] = repr(exc)
+            self._record(event, announce=False)
+            log.error("simulator raised", action=event["action"], function=event["function"])
+            raise SimulationError(event["action"], event["function"], exc) from exc
+
+    def record_egress(self, destination: str, how: str, *, blocked: bool) -> None:
+        """Record a connection task code tried in sandbox mode (the egress guard calls it)."""
+        event = self._event("egress", f"socket.{how}", _no_arguments, (), {})
+        event["arguments"] = {"destination": destination, "blocked": blocked}
+        event["simulated_result"] = {"blocked": blocked}
+        self._record(event)
 
     def _event(
         self,
@@ -151,8 +184,8 @@ class DryRunLock:
             "created_at": datetime.now(UTC),
         }
 
-    def _record(self, event: dict[str, Any]) -> None:
-        for callback in (self._sink, self._on_intercept):
+    def _record(self, event: dict[str, Any], *, announce: bool = True) -> None:
+        for callback in (self._sink, self._on_intercept if announce else None):
             if callback is None:
                 continue
             try:
@@ -181,19 +214,30 @@ def uninstall_lock_provider(provider: LockProvider) -> None:
 
 
 def active_lock() -> DryRunLock:
-    """The process's lock: the installed provider's, else one built from the settings.
+    """The process's lock: the installed provider's, else one of its own.
 
-    Without a platform app in the process, the mode still comes from the settings (sandbox
-    unless ``SANDBOX_PLATFORM_MODE=live``), but intercepts are only logged, not stored.
+    Without a platform app in the process (a plain script, a child process task code spawned)
+    the mode and the database come from the job this process was spawned for, else from the
+    settings (sandbox unless ``SANDBOX_PLATFORM_MODE=live``); events are stored at once.
     """
     global _fallback
     if _provider is not None:
         return _provider()
     if _fallback is None:
-        mode = active_settings().mode
-        log.warning("no platform app in this process: dry-run events are logged only", mode=mode)
-        _fallback = DryRunLock(mode)
+        inherited = inherited_job()
+        if inherited is not None and inherited.mode and inherited.database_url:
+            mode, url = Mode(inherited.mode), inherited.database_url  # a spawned child of a job
+        else:
+            settings = active_settings()
+            mode, url = settings.mode, settings.active_database_url
+        _fallback = DryRunLock(mode, sink=functools.partial(_write_event, url))
     return _fallback
+
+
+def _write_event(database_url: str, event: dict[str, Any]) -> None:
+    """Store one dry-run event now (a process without a platform app has no recorder)."""
+    with session_scope(database_url) as session:
+        session.execute(insert(DryRunEvent), [event])
 
 
 def irreversible(

@@ -18,7 +18,14 @@ from celery import Celery
 from sandbox_platform.core.context import ENQUEUED_HEADER
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity
 
-__all__ = ["QueueStat", "check_backlog", "known_queues", "queue_stats"]
+__all__ = [
+    "QueueStat",
+    "check_backlog",
+    "default_queue",
+    "known_queues",
+    "queue_name",
+    "queue_stats",
+]
 
 # kombu's Redis transport keeps priorities 3, 6 and 9 in lists named queue + sep + step.
 _PRIORITY_SEP = "\x06\x16"
@@ -100,9 +107,18 @@ def check_backlog(
     return stats
 
 
+def queue_name(app: Celery, name: str) -> str:
+    """The name ``app`` really uses for queue ``name`` (qualified with its mode)."""
+    return str(app.amqp.queues[name].name)
+
+
+def default_queue(app: Celery) -> str:
+    return queue_name(app, str(app.conf.task_default_queue))
+
+
 def known_queues(app: Celery) -> list[str]:
-    """The queues ``app`` publishes to: its default queue, each task's ``queue`` and the
-    queues its ``task_routes`` name."""
+    """The queues ``app`` publishes to, by the names it really uses (mode-qualified): its
+    default queue, each task's ``queue`` and the queues its ``task_routes`` name."""
     queues = {str(app.conf.task_default_queue)}
     for task in list(app.tasks.values()):
         queue = getattr(task, "queue", None)
@@ -113,4 +129,4 @@ def known_queues(app: Celery) -> list[str]:
         for route in routes.values():
             if isinstance(route, dict) and isinstance(route.get("queue"), str):
                 queues.add(route["queue"])
-    return sorted(queues)
+    return sorted({queue_name(app, name) for name in queues})

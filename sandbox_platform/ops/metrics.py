@@ -27,6 +27,7 @@ from typing import Any
 import redis
 import structlog
 
+from sandbox_platform.core.jobscope import in_child_of_job
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.guards.events import (
     DryRunIntercepted,
@@ -106,6 +107,8 @@ class Metrics:
         key = field_name(name, labels)
         with self._lock:
             self._counts[key] += amount
+        if in_child_of_job():  # a process task code started may exit before the next flush
+            self.flush()
 
     def observe(self, name: str, labels: Mapping[str, object], seconds: float) -> None:
         """One observation of a histogram (cumulative buckets, as Prometheus counts them)."""

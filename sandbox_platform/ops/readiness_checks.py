@@ -355,7 +355,8 @@ def check_dry_run(ctx: CheckContext) -> str:
             f"sandbox mode, but the dry-run lock is in {lock.mode.value} mode: "
             "irreversible actions would run for real",
         )
-    return "armed: irreversible actions are intercepted"
+    egress = ctx.settings.egress_mode
+    return f"armed: irreversible actions are intercepted; egress guard: {egress}"
 
 
 def check_governor(ctx: CheckContext) -> str:

@@ -18,7 +18,7 @@ from sandbox_platform.db.models import JobRun
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.ops.alerts import DatabaseSink
-from sandbox_platform.ops.backlog import queue_stats
+from sandbox_platform.ops.backlog import default_queue, queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.readiness import ReadinessChecker
 
@@ -54,9 +54,7 @@ def platform_status(
         "readiness": (checker or ReadinessChecker(settings, app)).get_status(),
         "heartbeat": heartbeat.status(),
         "governor": Governor(client, settings.key_prefix).stats(),
-        "worker_queue_length": queue_length(
-            broker_redis(settings), str(app.conf.task_default_queue)
-        ),
+        "worker_queue_length": queue_length(broker_redis(settings), default_queue(app)),
         "completed_jobs": completed_jobs(url),
         "alerts": DatabaseSink(url).count(),
         "idempotent_operations": IdempotencyStore(client, settings.key_prefix).count(),

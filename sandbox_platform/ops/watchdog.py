@@ -165,7 +165,10 @@ class BeatWatchdog:
             raise ValueError(f"interval must be positive, got {period!r}")
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self._run, args=(period,), name=f"sp-watchdog-{self.name}", daemon=True
+            target=self._run,
+            args=(period,),
+            name=f"sandbox-platform-watchdog-{self.name}",
+            daemon=True,
         )
         self._thread.start()
 

@@ -10,7 +10,7 @@ from sandbox_platform.ops.backlog import check_backlog, known_queues, queue_stat
 from sandbox_platform.tasks import guarded_task
 from tests.helpers import wait_until
 
-QUEUE = "backlog-test"
+QUEUE = "backlog-test.sandbox"  # the name the platform app really uses
 
 
 def test_backlog_and_age_of_the_oldest_waiting_job(platform_app: Celery) -> None:
@@ -41,4 +41,8 @@ def test_known_queues_include_task_queues_and_routes(platform_app: Celery) -> No
     def slow() -> None: ...
 
     platform_app.conf.task_routes = {"backlog.routed": {"queue": "routed-lane"}}
-    assert known_queues(platform_app) == ["routed-lane", "sandbox_platform", "slow-lane"]
+    assert known_queues(platform_app) == [
+        "routed-lane.sandbox",
+        "sandbox_platform.sandbox",
+        "slow-lane.sandbox",
+    ]

@@ -199,7 +199,7 @@ def _count_dead(url: str) -> int:
 
 
 def test_bad_enqueues_fail_at_the_call_site(guarded, platform_app, redis_client) -> None:
-    before = redis_client.llen("sandbox_platform")
+    before = redis_client.llen("sandbox_platform.sandbox")
     with pytest.raises(PayloadError, match=r"not JSON-serialisable at args\[1\]"):
         guarded.charge.delay("sink", object())
     with pytest.raises(PayloadError, match="over the limit"):
@@ -208,7 +208,7 @@ def test_bad_enqueues_fail_at_the_call_site(guarded, platform_app, redis_client)
         guarded.charge.apply_async(("sink", 1), countdown=7200)
     with pytest.raises(UnknownTaskError, match=r"tests\.nope"):
         enqueue(platform_app, "tests.nope", [1])
-    assert redis_client.llen("sandbox_platform") == before  # nothing was published
+    assert redis_client.llen("sandbox_platform.sandbox") == before  # nothing was published
 
 
 @pytest.mark.parametrize("mode", ["sandbox", "live"])

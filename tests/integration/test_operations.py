@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +14,7 @@ from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, DeadLetter, JobRun
 from sandbox_platform.guards.governor import Governor
-from tests.helpers import platform_env, wait_until
+from tests.helpers import Receiver, platform_env, wait_until
 
 pytestmark = pytest.mark.slow
 WORKER_APP = "tests.worker_app"
@@ -26,36 +23,6 @@ WORKER_APP = "tests.worker_app"
 @pytest.fixture
 def platform_settings_kwargs(pg_settings_kwargs):  # type: ignore[no-untyped-def]
     return pg_settings_kwargs
-
-
-class Receiver:
-    """A real local HTTP server collecting JSON POSTs."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                receiver.posts.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

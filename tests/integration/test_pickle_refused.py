@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
+from sandbox_platform.ops.backlog import default_queue
 from tests.helpers import json_lines, wait_until
 
 pytestmark = pytest.mark.slow
@@ -16,7 +17,7 @@ def test_pickle_message_is_refused_and_worker_keeps_consuming(platform_app, work
     pickler.conf.update(
         task_serializer="pickle",
         accept_content=["pickle", "json"],
-        task_default_queue=platform_app.conf.task_default_queue,
+        task_default_queue=default_queue(platform_app),  # the (mode-qualified) queue it consumes
     )
     try:
         pickler.send_task("workers.send_receipt", args=["evil@example.com", "order-pickle"])

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from celery import chain, chord, group
+from celery import Celery, chain, chord, group
 from sqlalchemy import func, select
 
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.app.runtime import reset_runtime
-from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.context import MODE_HEADER, bind_correlation_id
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, DryRunEvent
@@ -111,13 +111,21 @@ def test_live_mode_makes_the_real_calls(
 
 
 def test_sandbox_message_reaching_live_worker_is_dead_lettered(
-    guarded, worker_factory, platform_app, pg_databases, tmp_path: Path
+    guarded, worker_factory, platform_app, pg_databases, tmp_path: Path, redis_url: str
 ) -> None:
     _sandbox, live_db = pg_databases
     worker_factory(platform_app, WORKER_APP, mode="live")
     sink = tmp_path / "real-calls.txt"
+    # Sandbox and live queues are apart now; only a message forced onto the live queue (by
+    # hand, or by an old publisher) reaches a live worker. A plain app publishes where told.
+    forced = Celery("forced", broker=redis_url, set_as_current=False)
     with bind_correlation_id("corr-wrong-mode"):
-        result = guarded.charge.delay(str(sink), 1)
+        result = forced.send_task(
+            "tests.charge",
+            args=[str(sink), 1],
+            queue="sandbox_platform.live",
+            headers={MODE_HEADER: "sandbox"},
+        )
     wait_until(
         lambda: _count(live_db, DeadLetter) >= 1,
         timeout=30,

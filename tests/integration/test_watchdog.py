@@ -161,7 +161,7 @@ def test_background_thread_fires_and_stops(clients: list[redis.Redis]) -> None:
         for d in dogs:
             d.stop()
     assert all(d._thread is None for d in dogs)
-    assert not any(t.name.startswith("sp-watchdog-") for t in threading.enumerate())
+    assert not any(t.name.startswith("sandbox-platform-watchdog-") for t in threading.enumerate())
 
 
 def _own(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -3,7 +3,9 @@
 Option ``retry``: a :class:`~sandbox_platform.guards.retry.RetryPolicy` (default: 3 retries,
 1 s base, 60 s cap, full jitter). The delay is a countdown on the same message (Celery's
 retry); when the policy gives up the job is dead-lettered ``retries_exhausted`` (or
-``non_retryable`` for an exception the policy does not retry) and its error raised.
+``non_retryable`` for an exception the policy does not retry) and its error raised. An
+exception that names its own ``dead_letter_reason`` (a failing simulator, a blocked
+connection in sandbox) is a bug, not a transient failure: dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class RetryGuard(Guard):
     options = {"retry": Option(default=DEFAULT_RETRY, check=_policy)}
 
     def on_error(self, job: Job, exc: Exception) -> Outcome | None:
+        reason = getattr(exc, "dead_letter_reason", None)
+        if isinstance(reason, str):  # a bug, not a transient failure (a simulator raised, ...)
+            return Outcome.dead_letter(reason, error=exc)
         policy: RetryPolicy = job.options["retry"]
         if policy.should_retry(exc, job.attempt):
             delay = compute_delay(policy, job.attempt)

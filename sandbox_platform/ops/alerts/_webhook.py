@@ -191,7 +191,7 @@ class WebhookSink:
         with self._lock:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(
-                    target=self._run, name="sp-alert-webhook", daemon=True
+                    target=self._run, name="sandbox-platform-alert-webhook", daemon=True
                 )
                 self._thread.start()
 

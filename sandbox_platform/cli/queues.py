@@ -1,0 +1,43 @@
+"""``queues migrate``: move jobs a 0.1 deployment left on unqualified queues."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sandbox_platform.cli.common import cli_settings, load_app
+
+__all__ = ["queues_app"]
+
+queues_app = typer.Typer(no_args_is_help=True, help="The broker's queues.")
+console = Console(stderr=True)
+
+
+@queues_app.command("migrate")
+def migrate(
+    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    queue: Annotated[
+        list[str] | None, typer.Option(help="an unqualified queue (default: the app's queues)")
+    ] = None,
+) -> None:
+    """Move jobs waiting on unqualified (0.1) queues to the queue of their own mode.
+
+    Run it after the 0.1 publishers and workers are stopped (and their unacknowledged jobs
+    are back, after the visibility timeout). Running it again is harmless.
+    """
+    from sandbox_platform.core.queues import base_name
+    from sandbox_platform.core.redis_client import broker_redis
+    from sandbox_platform.ops.backlog import known_queues
+    from sandbox_platform.ops.legacy_queues import migrate_legacy_queues
+
+    settings = cli_settings()
+    names = queue or [base_name(q) for q in known_queues(load_app(app_module, settings))]
+    moved = migrate_legacy_queues(broker_redis(settings), names, settings.mode.value)
+    for item in moved:
+        console.print(
+            f"{item.queue}: {item.sandbox} job(s) to {item.queue}.sandbox, "
+            f"{item.live} to {item.queue}.live",
+            soft_wrap=True,
+        )
