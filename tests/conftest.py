@@ -266,3 +266,21 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+# -- the soak (tests/reliability with --soak) --------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the reliability suite's longer soak (more jobs, more kills)",
+    )
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> bool:
+    """True under ``--soak``: fault tests scale their jobs and faults up."""
+    return bool(request.config.getoption("--soak"))

@@ -8,19 +8,16 @@ through the task (``task.app``), never through a global.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import structlog
 from celery import Celery, Task
-from sqlalchemy import delete
 
 from sandbox_platform.app.runtime import runtime_for
 from sandbox_platform.core.redis_client import broker_redis
-from sandbox_platform.db.engine import session_scope
-from sandbox_platform.db.models import Alert, DryRunEvent, HeartbeatTick, JobRun, utcnow
 from sandbox_platform.ops.backlog import check_backlog, known_queues
 from sandbox_platform.ops.readiness_checks import CANARY_TASK, canary_key
+from sandbox_platform.ops.retention import purge_expired_records
 
 __all__ = [
     "CANARY_TASK",
@@ -53,7 +50,8 @@ def _canary(task: Task[Any, Any], token: str) -> str:
 
 
 def _housekeeping(task: Task[Any, Any], tick_id: str | None = None) -> dict[str, int]:
-    """Delete records older than the retention period; return how many per table.
+    """Delete records past their retention, purge old dead letters' arguments; return how
+    many rows per table (:mod:`sandbox_platform.ops.retention`).
 
     One run per tick id across the cluster (a Redis claim), whichever beat sent it.
     """
@@ -63,17 +61,9 @@ def _housekeeping(task: Task[Any, Any], tick_id: str | None = None) -> dict[str,
     if tick_id and not rt.redis.set(claim, "1", nx=True, ex=7 * 24 * 3600):
         log.info("housekeeping tick already ran", tick_id=tick_id)
         return {}
-    cutoff = utcnow() - timedelta(days=settings.retention_days)
-    deleted: dict[str, int] = {}
-    with session_scope(settings.active_database_url) as session:
-        for model, column in (
-            (JobRun, JobRun.started_at),
-            (DryRunEvent, DryRunEvent.created_at),
-            (HeartbeatTick, HeartbeatTick.created_at),
-            (Alert, Alert.created_at),
-        ):
-            result = session.execute(delete(model).where(column < cutoff))
-            deleted[model.__tablename__] = int(getattr(result, "rowcount", 0) or 0)
+    deleted = purge_expired_records(
+        settings.active_database_url, settings.retention_days, settings.dead_letter_retention_days
+    )
     log.info("housekeeping done", tick_id=tick_id, deleted=deleted)
     return deleted
 

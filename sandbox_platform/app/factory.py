@@ -68,6 +68,7 @@ def create_app(
     app.platform_settings = settings
     app.platform_guards = (*BUILTIN_GUARDS, *guards)
     app.config_from_object(celery_config(settings))
+    _install_safe_consuming(app)
     register_builtin_tasks(app)
     connect_signals()
 
@@ -77,6 +78,15 @@ def create_app(
     app._sp_lock_provider = lock  # type: ignore[attr-defined]
     install_lock_provider(lock)
     return app
+
+
+def _install_safe_consuming(app: Celery) -> None:
+    """Our consumer (a malformed message is dead-lettered, never fatal) and, for a Redis
+    broker, our transport (raw bytes that are not a message are dead-lettered, not lost)."""
+    app.conf.worker_consumer = "sandbox_platform.app.consumer:SafeConsumer"
+    if str(app.conf.broker_url).split("://", 1)[0] not in ("redis", "rediss"):
+        return
+    app.conf.broker_transport = "sandbox_platform.app.transport:Transport"
 
 
 def release_app(app: Celery) -> None:

@@ -20,6 +20,7 @@ from celery.app.task import Task
 from celery.utils.saferepr import saferepr
 
 from sandbox_platform.app.live_gate import check_live_worker
+from sandbox_platform.app.rejects import dead_letter_message, record_expired
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
 from sandbox_platform.core.context import (
@@ -36,17 +37,20 @@ from sandbox_platform.core.propagation import install_context_propagation
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import Settings, active_settings
-from sandbox_platform.db.deadletters import store_dead_letter
 from sandbox_platform.db.engine import dispose_engines
 from sandbox_platform.guards.egress import install_egress_guard
-from sandbox_platform.guards.events import JobDeadLettered
 from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
 
-__all__ = ["connect_signals", "message_record"]
+__all__ = ["connect_signals", "worker_app"]
 
 log = structlog.get_logger(__name__)
 
 _worker_app: Celery | None = None
+
+
+def worker_app() -> Celery | None:
+    """The app this process runs as a worker (after ``worker_init``), if any."""
+    return _worker_app
 
 
 def _app_of(sender: Any) -> Celery | None:
@@ -127,59 +131,25 @@ def _on_task_postrun(task: Task[Any, Any] | None = None, **_kwargs: Any) -> None
     set_correlation_id(None)
 
 
-def message_record(message: Any) -> dict[str, Any]:
-    """What we keep of a message the worker could not run (headers and decoded body)."""
-    headers = dict(getattr(message, "headers", None) or {})
-    try:
-        body: Any = message.decode()
-    except Exception:
-        raw = getattr(message, "body", b"")
-        body = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    args, kwargs = ([], {})
-    if isinstance(body, list | tuple) and len(body) >= 2:
-        args, kwargs = list(body[0]), dict(body[1])
-    return {
-        "task": headers.get("task"),
-        "args": args,
-        "kwargs": kwargs,
-        "headers": headers,
-        "body": body if not args and not kwargs else None,
-    }
-
-
-def _dead_letter_message(sender: Any, reason: str, message: Any, exc: Any) -> None:
-    app = _app_of(sender) or _worker_app
-    try:
-        record = message_record(message)
-        headers = record["headers"]
-        event = JobDeadLettered(
-            str(headers.get("task") or "?"),
-            str(headers.get("id") or ""),
-            headers.get(CORRELATION_HEADER),
-            reason=reason,
-            detail=repr(exc),
-        )
-        store_dead_letter(
-            _settings_of(app).active_database_url,
-            task_id=event.task_id or "",
-            task_name=event.task,
-            reason=reason,
-            detail=event.detail,
-            message=record,
-            correlation_id=event.correlation_id,
-        )
-        if app is not None:
-            runtime_for(app).events.emit(event)
-    except Exception:
-        log.exception("could not dead-letter a message", reason=reason)
-
-
 def _on_task_unknown(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
-    _dead_letter_message(sender, "unknown_task", message, exc)
+    dead_letter_message(_app_of(sender) or _worker_app, "unknown_task", message, exc)
 
 
 def _on_task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
-    _dead_letter_message(sender, "rejected", message, exc)
+    dead_letter_message(_app_of(sender) or _worker_app, "rejected", message, exc)
+
+
+def _on_task_revoked(
+    sender: Any = None, request: Any = None, expired: bool = False, **_k: Any
+) -> None:
+    """An expired job is not run; it is recorded and counted, not only logged."""
+    app = _app_of(sender) or _worker_app
+    if not expired or request is None or app is None:
+        return
+    try:
+        record_expired(runtime_for(app), request)
+    except Exception:
+        log.exception("could not record an expired job")
 
 
 def _on_worker_process_init(**_kwargs: Any) -> None:
@@ -239,6 +209,7 @@ _RECEIVERS = (
     (signals.task_postrun, _on_task_postrun),
     (signals.worker_process_init, _on_worker_process_init),
     (signals.task_unknown, _on_task_unknown),
+    (signals.task_revoked, _on_task_revoked),
     (signals.task_rejected, _on_task_rejected),
     (signals.worker_init, _on_worker_init),
     (signals.worker_ready, _on_worker_ready),

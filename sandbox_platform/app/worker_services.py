@@ -25,8 +25,11 @@ log = structlog.get_logger(__name__)
 
 
 class WorkerServices:
-    def __init__(self, rt: Runtime, hostname: str) -> None:
+    """The liveness key, the beat watchdog, and the declared governor limits, kept up."""
+
+    def __init__(self, rt: Runtime, hostname: str, app: Celery | None = None) -> None:
         self.rt = rt
+        self.app = app
         self.hostname = hostname
         self.interval = rt.settings.heartbeat_interval
         self._stop = threading.Event()
@@ -50,7 +53,27 @@ class WorkerServices:
                 self.rt.heartbeat.touch_worker(self.hostname, self.interval + 1)
             except Exception:
                 log.exception("worker liveness update failed", worker=self.hostname)
+            self._restore_limits()
             self._stop.wait(self.interval / 2)
+
+    def _restore_limits(self) -> None:
+        """Limits declared in code that Redis lost (a restart without persistence) are set
+        again, with a warning alert: a resource never runs without its limit."""
+        if self.app is None:
+            return
+        try:
+            restored = apply_default_limits(self.app, self.rt.governor)
+        except Exception:
+            log.exception("could not check the declared governor limits")
+            return
+        if restored:
+            self.rt.alerts.alert(
+                Severity.WARNING,
+                "governor_limits_restored",
+                f"governor limits were missing in Redis and were set again: {', '.join(restored)}",
+                key=",".join(restored),
+                resources=restored,
+            )
 
     def start(self) -> None:
         self._thread.start()
@@ -72,7 +95,7 @@ def start_worker_services(hostname: str, app: Celery, runtime: Runtime) -> None:
     if applied:
         log.info("default governor limits applied", resources=applied)
     if _services is None:
-        _services = WorkerServices(runtime, hostname)
+        _services = WorkerServices(runtime, hostname, app)
         _services.start()
 
 

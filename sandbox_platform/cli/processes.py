@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sandbox_platform.cli.common import celery_env, cli_settings
+from sandbox_platform.core.settings import Settings
+from sandbox_platform.procs.deadlines import DeadlineWatch
 from sandbox_platform.procs.supervisor import Supervisor
 
 __all__ = ["EVENTS_WORKER_FLAGS", "WORKER_FLAGS", "beat", "demo", "worker"]
@@ -53,14 +58,30 @@ def worker(
     if count < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--processes")
     base = [sys.executable, "-m", "celery", "-A", app_module, "worker", "--pool", pool]
-    if pool == "prefork":
-        base += ["--concurrency", "1"]
+    base += ["--concurrency", "1"]  # one job at a time per consumer process
     flags = EVENTS_WORKER_FLAGS if events else WORKER_FLAGS
     commands = [[*base, *flags, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)]
     env = celery_env(settings)
     if skip_readiness:
         env["SANDBOX_PLATFORM_SKIP_READINESS"] = "true"
-    raise typer.Exit(Supervisor(commands, env).run())
+    deadlines = _solo_deadlines(env, settings) if pool == "solo" else None
+    try:
+        code = Supervisor(commands, env, deadlines=deadlines).run()
+    finally:
+        if deadlines is not None:
+            shutil.rmtree(deadlines.directory, ignore_errors=True)
+    raise typer.Exit(code)
+
+
+def _solo_deadlines(env: dict[str, str], settings: Settings) -> DeadlineWatch:
+    """Solo consumers cannot enforce a time limit themselves: they tell the supervisor the
+    running job's deadline, and it stops (and restarts) a consumer whose job is overdue."""
+    from sandbox_platform.guards.builtin.time_limit import DEADLINE_DIR_ENV
+    from sandbox_platform.ops.timeouts import record_timeout
+
+    directory = Path(tempfile.mkdtemp(prefix="sandbox-platform-deadlines-"))
+    env[DEADLINE_DIR_ENV] = str(directory)
+    return DeadlineWatch(directory, lambda info: record_timeout(settings, info))
 
 
 def beat(

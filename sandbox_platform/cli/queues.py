@@ -12,7 +12,7 @@ from sandbox_platform.cli.common import cli_settings, load_app
 __all__ = ["queues_app"]
 
 queues_app = typer.Typer(no_args_is_help=True, help="The broker's queues.")
-console = Console(stderr=True)
+console = Console()
 
 
 @queues_app.command("migrate")

@@ -20,6 +20,7 @@ from sandbox_platform.core.jobscope import inherited_job
 __all__ = [
     "CORRELATION_HEADER",
     "ENQUEUED_HEADER",
+    "FINAL_HEADER",
     "IDEMPOTENCY_HEADER",
     "MODE_HEADER",
     "bind_correlation_id",
@@ -34,6 +35,8 @@ MODE_HEADER = "sp_mode"
 IDEMPOTENCY_HEADER = "sp_idempotency_key"
 #: when the message was published (epoch seconds): the age of the oldest waiting job
 ENQUEUED_HEADER = "sp_enqueued_at"
+#: a final failure decided but not yet stored as a dead letter (the database refused it)
+FINAL_HEADER = "sp_final_failure"
 
 _correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
 

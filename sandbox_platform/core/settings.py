@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     )
     poison_max_deliveries: int = Field(default=3, ge=1, description="kills before quarantine")
     retention_days: int = Field(default=30, ge=1, description="days records are kept")
+    dead_letter_retention_days: int = Field(
+        default=90, ge=1, description="days a dead letter keeps its arguments (for replay)"
+    )
     skip_readiness: bool = Field(
         default=False, description="live workers start even on a NO-GO readiness report"
     )

@@ -112,6 +112,8 @@ class DeadLetter(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     replayed_at: Mapped[datetime | None]
     replay_task_id: Mapped[str | None] = mapped_column(String(64))
+    #: when its arguments were purged (after DEAD_LETTER_RETENTION_DAYS); it cannot be replayed
+    purged_at: Mapped[datetime | None]
 
 
 class Effect(Base):

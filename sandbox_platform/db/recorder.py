@@ -4,24 +4,41 @@ A task never waits for the database: :meth:`Recorder.add` puts a row on an in-me
 and a daemon thread writes buffered rows in one ``INSERT`` per table every ``interval``
 seconds (or sooner when ``batch_size`` rows wait). :meth:`Recorder.flush` writes everything
 now; the Celery shutdown signals and ``atexit`` call it, so a warm shutdown loses nothing.
-If the database is down, rows stay buffered (up to ``max_buffer``) and are retried.
+If the database is down, rows stay buffered (up to ``max_buffer``) and are retried. One bad
+row never blocks the others: over-long strings are cut to their column (and flagged with a
+trailing ``…``), and a batch the database refuses is written row by row, dropping (and
+logging) only the rows it refuses. A SIGKILL can lose what is buffered: at most about one
+``interval`` (0.2 s) of records.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import threading
 from collections import defaultdict
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import String, insert
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Base
 
 __all__ = ["Recorder"]
+
+
+@functools.cache
+def _string_limits(model: type[Base]) -> dict[str, int]:
+    """The bounded string columns of ``model`` and their lengths."""
+    return {
+        column.name: int(column.type.length)
+        for column in model.__table__.columns
+        if isinstance(column.type, String) and column.type.length
+    }
+
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +67,8 @@ class Recorder:
         self._pid = os.getpid()
         self.written = 0
         self.dropped = 0
+        self.truncated = 0
+        self.rejected = 0
         atexit.register(self.close)
 
     def add(self, model: type[Base], **values: Any) -> None:
@@ -84,6 +103,8 @@ class Recorder:
                 return 0
             try:
                 self._write(rows)
+            except (DataError, IntegrityError, ProgrammingError):
+                return self._write_one_by_one(rows)  # a bad row must not block the others
             except Exception:
                 log.exception("recording rows failed; they stay buffered", rows=len(rows))
                 with self._lock:
@@ -91,6 +112,28 @@ class Recorder:
                 return 0
             self.written += len(rows)
             return len(rows)
+
+    def _write_one_by_one(self, rows: list[tuple[type[Base], dict[str, Any]]]) -> int:
+        written = 0
+        for index, row in enumerate(rows):
+            try:
+                self._write([row])
+            except (DataError, IntegrityError, ProgrammingError) as exc:
+                self.rejected += 1
+                log.error(
+                    "a record the database refuses was dropped",
+                    table=row[0].__tablename__,
+                    error=" ".join(str(exc.orig or exc).split())[:300],
+                )
+            except Exception:
+                log.exception("recording rows failed; they stay buffered", rows=len(rows) - index)
+                with self._lock:
+                    self._rows[:0] = rows[index:]
+                break
+            else:
+                written += 1
+        self.written += written
+        return written
 
     def close(self) -> None:
         """Stop the thread and write what is left (warm shutdown)."""
@@ -105,10 +148,25 @@ class Recorder:
     def _write(self, rows: list[tuple[type[Base], dict[str, Any]]]) -> None:
         by_model: dict[type[Base], list[dict[str, Any]]] = defaultdict(list)
         for model, values in rows:
-            by_model[model].append(values)
+            by_model[model].append(self._fitted(model, values))
         with session_scope(self.database_url) as session:
             for model, batch in by_model.items():
                 session.execute(insert(model), batch)
+
+    def _fitted(self, model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with every string cut to its column's length (flagged with a trailing
+        ``…`` and counted), so an over-long id cannot make the batch fail."""
+        limits = _string_limits(model)
+        fitted = values
+        for column, limit in limits.items():
+            value = values.get(column)
+            if isinstance(value, str) and len(value) > limit:
+                if fitted is values:
+                    fitted = dict(values)
+                fitted[column] = value[: limit - 1] + "…"
+                self.truncated += 1
+                log.warning("over-long value truncated", table=model.__tablename__, column=column)
+        return fitted
 
     def _ensure_thread(self) -> None:
         if os.getpid() != self._pid:  # forked: the parent's thread and rows are not ours

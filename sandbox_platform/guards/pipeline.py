@@ -36,7 +36,7 @@ from sandbox_platform.core.context import (
 )
 from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
 from sandbox_platform.core.jobscope import JobScope, job_scope
-from sandbox_platform.db.deadletters import store_dead_letter
+from sandbox_platform.core.redaction import redact, redact_value
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.guards.admission import AdmissionRequest, Admitter
 from sandbox_platform.guards.base import (
@@ -47,7 +47,9 @@ from sandbox_platform.guards.base import (
     Outcome,
     Services,
 )
+from sandbox_platform.guards.deadletter import DeadLetters
 from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered, JobFinished
+from sandbox_platform.guards.republish import publish_again, retry_or_requeue
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
 
@@ -90,7 +92,7 @@ class Pipeline:
         self.services = services
         self.guards = tuple(guard.bind(services) for guard in sort_guards(guards))
         self._admitter = Admitter(services.redis, services.prefix)
-        self._database_url = services.settings.active_database_url
+        self._dead_letters = DeadLetters(services)
         self._mode = services.settings.mode.value
 
         def having(hook: str) -> tuple[Guard, ...]:
@@ -122,7 +124,7 @@ class Pipeline:
     def run(self, task: GuardedTaskLike, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run one delivery of ``task`` through the guards; return its result or raise."""
         job = Job(task, args, kwargs, self.services)
-        return self._carry_out(job, self._decide(job))
+        return self._carry_out(job, self._dead_letters.pending(job) or self._decide(job))
 
     def _decide(self, job: Job) -> Outcome:
         try:
@@ -204,26 +206,19 @@ class Pipeline:
         raise outcome.error
 
     def _defer(self, job: Job, outcome: Outcome) -> NoReturn:
-        job.task.requeue(job.args, job.kwargs, countdown=outcome.countdown, headers=job.headers)
+        publish_again(job, countdown=outcome.countdown, headers=job.headers, what="defer")
         raise Ignore()
 
     def _retry(self, job: Job, outcome: Outcome) -> NoReturn:
         assert outcome.error is not None
-        raise job.task.retry(
-            exc=outcome.error, countdown=outcome.countdown, max_retries=outcome.max_retries
-        )
+        retry_or_requeue(job, outcome.error, outcome.countdown, outcome.max_retries)
 
     def _dead_letter(self, job: Job, outcome: Outcome) -> NoReturn:
         correlation_id = current_correlation_id()
-        store_dead_letter(
-            self._database_url,
-            task_id=job.task_id,
-            task_name=job.name,
-            reason=outcome.reason,
-            detail=outcome.detail,
-            message=self._message(job),
-            correlation_id=correlation_id,
-        )
+        if not self._dead_letters.store(job, outcome, self._message(job), correlation_id):
+            raise Ignore()  # postponed: published again to store it, nothing lost
+        if outcome.reason == "already_dead_lettered":
+            raise Ignore()
         self.services.events.emit(
             JobDeadLettered(
                 job.name,
@@ -274,8 +269,8 @@ class Pipeline:
             started_at=job.started_at,
             finished_at=datetime.now(UTC),
             duration_ms=elapsed * 1000,
-            error=repr(error) if error is not None else None,
-            result=_as_record(result),
+            error=redact_value(repr(error)) if error is not None else None,
+            result=redact(_as_record(result)),
         )
         self.services.events.emit(
             JobFinished(

@@ -15,7 +15,13 @@ import redis
 
 from sandbox_platform.guards.lua import get_script
 
-__all__ = ["count_redelivery", "held_task_ids", "mark_clean_restores", "poison_keys"]
+__all__ = [
+    "count_redelivery",
+    "held_task_ids",
+    "mark_clean_restores",
+    "poison_keys",
+    "uncount_redelivery",
+]
 
 MARK_TTL_SECONDS = 24 * 3600
 
@@ -32,6 +38,11 @@ def count_redelivery(client: redis.Redis, prefix: str, task_id: str) -> int:
             keys=poison_keys(prefix, task_id), args=[MARK_TTL_SECONDS]
         )
     )
+
+
+def uncount_redelivery(client: redis.Redis, prefix: str, task_id: str) -> None:
+    """Take back one counted redelivery (it was not caused by a lost worker)."""
+    client.decr(poison_keys(prefix, task_id)[1])
 
 
 def mark_clean_restores(client: redis.Redis, prefix: str, task_ids: Iterable[str]) -> int:

@@ -22,6 +22,11 @@ def replay_dead_letter(app: Celery, database_url: str, dead_letter_id: int) -> s
         row = session.get(DeadLetter, dead_letter_id, with_for_update=True)
         if row is None:
             raise PlatformError(f"no dead letter with id {dead_letter_id}")
+        if row.purged_at is not None:
+            raise PlatformError(
+                f"dead letter {dead_letter_id} cannot be replayed: its arguments were purged "
+                f"on {row.purged_at:%Y-%m-%d} (DEAD_LETTER_RETENTION_DAYS)"
+            )
         message = row.message
         headers = {
             k: v

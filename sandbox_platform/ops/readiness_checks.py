@@ -322,17 +322,27 @@ def check_config(ctx: CheckContext) -> str:
     visibility = float(transport.get("visibility_timeout", ctx.settings.visibility_timeout))
     tasks = _guarded_tasks(ctx.app)
     too_long = [
-        f"{name} (retry cap {options['retry'].cap:g}s)"
-        for name, options in tasks
-        if "retry" in options and options["retry"].cap >= visibility
+        finding for name, options in tasks for finding in _beyond(name, options, visibility)
     ]
     if too_long:
         raise CheckFailed(
             CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY,
-            f"retry countdown not below the visibility timeout ({visibility:g}s): "
-            + ", ".join(too_long),
+            f"not below the visibility timeout ({visibility:g}s; the platform caps its own "
+            "delays, but the broker redelivers what runs or waits longer): " + ", ".join(too_long),
         )
-    return f"late acks on; {len(tasks)} guarded task(s) retry below {visibility:g}s"
+    return f"late acks on; {len(tasks)} guarded task(s) retry and lease below {visibility:g}s"
+
+
+def _beyond(name: str, options: Mapping[str, Any], visibility: float) -> list[str]:
+    """What of a task's delays reaches the broker's visibility timeout."""
+    found = []
+    retry = options.get("retry")
+    if retry is not None and retry.cap >= visibility:
+        found.append(f"{name} (retry cap {retry.cap:g}s)")
+    lease = options.get("idempotency_lease")
+    if options.get("idempotency_key") and lease is not None and lease >= visibility:
+        found.append(f"{name} (idempotency lease {lease:g}s)")
+    return found
 
 
 def check_isolation(ctx: CheckContext) -> str:

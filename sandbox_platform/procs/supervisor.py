@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import structlog
 
+from sandbox_platform.procs.deadlines import DeadlineWatch
+
 __all__ = ["FATAL_EXIT_CODES", "Supervisor"]
 
 log = structlog.get_logger(__name__)
@@ -37,8 +39,10 @@ class Supervisor:
         *,
         restart: bool = True,
         max_backoff: float = 30.0,
+        deadlines: DeadlineWatch | None = None,
     ) -> None:
         self.commands = [list(c) for c in commands]
+        self.deadlines = deadlines
         self.env = env
         self.restart = restart
         self.max_backoff = max_backoff
@@ -68,6 +72,8 @@ class Supervisor:
         while not self._stopping.is_set():
             for index, child in enumerate(self.children):
                 code = child.poll()
+                if code is None and not self._stopping.is_set():
+                    self._enforce_deadline(child)
                 if code is None or self._stopping.is_set():
                     continue
                 if code in FATAL_EXIT_CODES or not self.restart:
@@ -86,6 +92,22 @@ class Supervisor:
             self._stopping.wait(0.5)
         codes = [child.wait() for child in self.children]
         return fatal or max((c for c in codes if c > 0), default=0)
+
+    def _enforce_deadline(self, child: subprocess.Popen[bytes]) -> None:
+        """Stop a consumer whose job runs past its time limit (it is started again)."""
+        if self.deadlines is None:
+            return
+        info = self.deadlines.overdue(child.pid)
+        if info is None:
+            return
+        log.error("job past its time limit; stopping its consumer", task_id=info.get("task_id"))
+        try:
+            self.deadlines.on_overdue(info)
+        except Exception:
+            log.exception("could not record the timed-out job")
+        child.kill()
+        child.wait(30)
+        self.deadlines.forget(child.pid)
 
 
 _PR_SET_PDEATHSIG = 1

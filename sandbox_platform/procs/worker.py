@@ -43,8 +43,10 @@ class WorkerSubprocess:
         log_path: Path | None = None,
         extra_args: Sequence[str] = (),
         queues: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> None:
         self.app_module = app_module
+        self.cwd = cwd
         self.hostname = hostname or f"sp-{os.getpid()}-{time.monotonic_ns()}@localhost"
         self.pool = pool
         self.concurrency = concurrency
@@ -87,6 +89,7 @@ class WorkerSubprocess:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=self.cwd,
         )
         return self
 

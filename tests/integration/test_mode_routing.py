@@ -106,7 +106,7 @@ def test_jobs_left_on_the_unqualified_queue_are_moved_and_run(
         timeout=120,
     )
     assert migrated.returncode == 0, migrated.stderr
-    assert "5 job(s) to sandbox_platform.sandbox, 1 to sandbox_platform.live" in migrated.stderr
+    assert "5 job(s) to sandbox_platform.sandbox, 1 to sandbox_platform.live" in migrated.stdout
     assert redis_client.llen("sandbox_platform") == 0
     assert redis_client.llen("sandbox_platform.live") == 1  # waits for a live worker
 

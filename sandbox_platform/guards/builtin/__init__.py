@@ -6,6 +6,7 @@ its test, and one line in :data:`BUILTIN_GUARDS`; or, from an application, pass 
 """
 
 from sandbox_platform.guards.base import Guard
+from sandbox_platform.guards.builtin.arguments import ArgumentsGuard
 from sandbox_platform.guards.builtin.countdown import CountdownGuard
 from sandbox_platform.guards.builtin.governor import GovernorGuard
 from sandbox_platform.guards.builtin.idempotency import IdempotencyGuard
@@ -13,9 +14,11 @@ from sandbox_platform.guards.builtin.mode import ModeGuard
 from sandbox_platform.guards.builtin.payload import PayloadGuard
 from sandbox_platform.guards.builtin.poison import PoisonGuard
 from sandbox_platform.guards.builtin.retry import RetryGuard
+from sandbox_platform.guards.builtin.time_limit import TimeLimitGuard
 
 __all__ = [
     "BUILTIN_GUARDS",
+    "ArgumentsGuard",
     "CountdownGuard",
     "GovernorGuard",
     "IdempotencyGuard",
@@ -23,12 +26,16 @@ __all__ = [
     "PayloadGuard",
     "PoisonGuard",
     "RetryGuard",
+    "TimeLimitGuard",
 ]
 
-#: In order: mode 10, poison 20, payload 30, countdown 35, idempotency 40, governor 50, retry 60.
+#: In order: time limit 5, mode 10, poison 20, arguments 25, payload 30, countdown 35,
+#: idempotency 40, governor 50, retry 60.
 BUILTIN_GUARDS: tuple[Guard, ...] = (
+    TimeLimitGuard(),
     ModeGuard(),
     PoisonGuard(),
+    ArgumentsGuard(),
     PayloadGuard(),
     CountdownGuard(),
     IdempotencyGuard(),

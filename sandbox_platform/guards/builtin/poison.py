@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import structlog
 
+from sandbox_platform.guards.admission import Admission
 from sandbox_platform.guards.base import Guard, Job, Outcome
-from sandbox_platform.guards.poison import count_redelivery
+from sandbox_platform.guards.poison import count_redelivery, uncount_redelivery
 
 __all__ = ["PoisonGuard"]
 
@@ -30,8 +31,10 @@ class PoisonGuard(Guard):
             return None  # handed back by a warm shutdown, not by a lost worker
         if redeliveries < services.settings.poison_max_deliveries:
             log.warning("job redelivered after a lost worker", redeliveries=redeliveries)
+            job.scratch[self.name] = redeliveries
             return None
         detail = f"redelivered {redeliveries} times after its worker was lost; quarantined"
+        # (a job still held by a live worker is not poison: see admitted())
         return Outcome.dead_letter(
             "poison",
             detail=detail,
@@ -39,3 +42,12 @@ class PoisonGuard(Guard):
             record=False,
             context={"redeliveries": redeliveries},
         )
+
+    def admitted(self, job: Job, admission: Admission) -> Outcome | None:
+        """A redelivered job whose idempotency key a live worker still holds was delivered
+        again by the broker (a job running past the visibility timeout), not after a lost
+        worker: that redelivery does not count towards poison."""
+        if admission.status == "in_flight" and job.scratch.get(self.name):
+            services = job.services
+            uncount_redelivery(services.redis, services.prefix, job.task_id)
+        return None

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
-from sandbox_platform.guards.retry import RetryPolicy, check_countdown, compute_delay
+from sandbox_platform.guards.retry import RetryPolicy, compute_delay
 
 __all__ = ["DEFAULT_RETRY", "RetryGuard"]
 
@@ -33,6 +33,10 @@ def _policy(context: OptionContext, value: Any) -> RetryPolicy:
 
 
 class RetryGuard(Guard):
+    """Retries with the task's policy; a delay the broker would not wait for (it reaches the
+    visibility timeout, and the job would be delivered again and again) is capped below it,
+    with a warning, never dropped."""
+
     name = "retry"
     order = 60
     options = {"retry": Option(default=DEFAULT_RETRY, check=_policy)}
@@ -43,8 +47,7 @@ class RetryGuard(Guard):
             return Outcome.dead_letter(reason, error=exc)
         policy: RetryPolicy = job.options["retry"]
         if policy.should_retry(exc, job.attempt):
-            delay = compute_delay(policy, job.attempt)
-            check_countdown(delay, job.services.settings.visibility_timeout)
+            delay = self._capped(job, compute_delay(policy, job.attempt))
             log.warning(
                 "job failed; retrying",
                 error=repr(exc),
@@ -54,3 +57,15 @@ class RetryGuard(Guard):
             return Outcome.retry(exc, delay, policy.max_retries)
         reason = "retries_exhausted" if policy.is_retryable(exc) else "non_retryable"
         return Outcome.dead_letter(reason, error=exc)
+
+    @staticmethod
+    def _capped(job: Job, delay: float) -> float:
+        visibility = job.services.settings.visibility_timeout
+        if delay < visibility * 0.9:
+            return delay
+        log.warning(
+            "retry delay capped below the visibility timeout",
+            delay=round(delay, 3),
+            visibility_timeout=visibility,
+        )
+        return visibility * 0.9

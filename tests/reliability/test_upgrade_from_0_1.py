@@ -1,0 +1,110 @@
+"""An upgrade from 0.1.0 (the ``v0.1.0`` tag, run from ``git archive``) to this version, the
+way docs/upgrading.md says: stop 0.1, ``db upgrade``, ``queues migrate``, start the new workers.
+
+Regression (issue 10.11): nothing said what happens to jobs queued and idempotency keys written
+by 0.1.0. Here 0.1.0 runs ten idempotent jobs (its keys and effect rows stay), queues ten more
+and re-submits five done ones; the new version runs what was queued, honours every key 0.1.0
+wrote, and no job runs twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import Effect
+from sandbox_platform.procs.worker import WorkerSubprocess
+from tests.helpers import platform_env, wait_until
+
+pytestmark = pytest.mark.slow
+OLD = "v0.1.0"
+ROOT = Path(__file__).resolve().parents[2]
+ENQUEUE = """
+import sys
+from tests.worker_app import tasks
+for n in range(int(sys.argv[1]), int(sys.argv[2])):
+    tasks.effect_once.delay(f"order-{n}", 0.0, f"upgrade-starts:order-{n}")
+"""
+
+
+@pytest.fixture(scope="module")
+def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD], capture_output=True)
+    assert archive.returncode == 0, f"needs the {OLD} tag (git fetch --tags): {archive.stderr!r}"
+    target = tmp_path_factory.mktemp("sandbox-platform-0.1.0")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    """``python *args`` in the tree its PYTHONPATH names (this checkout by default)."""
+    cwd = env.get("PYTHONPATH", str(ROOT))
+    done = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    return done.stdout + done.stderr
+
+
+def _effects(url: str) -> list[str]:
+    with session_scope(url) as session:
+        return sorted(session.scalars(select(Effect.idempotency_key)))
+
+
+def test_jobs_and_keys_of_0_1_are_honoured_and_none_runs_twice(
+    old_tree: Path, platform_app, redis_url, redis_client, tmp_path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'upgraded.sqlite3'}"
+    settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
+    new_env = platform_env(**settings)
+    old_env = {**new_env, "PYTHONPATH": str(old_tree)}
+    _run(
+        old_env,
+        "-c",
+        f"import sandbox_platform as s; assert s.__file__.startswith({str(old_tree)!r})",
+    )
+    _run(old_env, "-m", "sandbox_platform", "db", "upgrade")  # the 0.1 schema
+
+    # 0.1.0 runs ten jobs, then stops; ten more and five re-submissions wait in its queue
+    old = WorkerSubprocess(
+        "tests.worker_app",
+        hostname="old-0-1@localhost",
+        env=old_env,
+        log_path=tmp_path / "old.log",
+        cwd=old_tree,
+    )
+    try:
+        old.start()
+        old.wait_ready(platform_app, timeout=60)
+        _run(old_env, "-c", ENQUEUE, "0", "10")
+        wait_until(lambda: len(_effects(database)) == 10, timeout=60, message="0.1 did not run")
+    finally:
+        assert old.stop(timeout=30) == 0, old.log_text()[-2000:]
+    _run(old_env, "-c", ENQUEUE, "10", "20")
+    _run(old_env, "-c", ENQUEUE, "0", "5")
+
+    # the upgrade, as docs/upgrading.md says
+    _run(new_env, "-m", "sandbox_platform", "db", "upgrade")
+    moved = _run(
+        new_env, "-m", "sandbox_platform", "queues", "migrate", "--app", "tests.worker_app"
+    )
+    assert "10 job(s) to sandbox_platform.sandbox" in moved, moved
+    new = WorkerSubprocess(
+        "tests.worker_app", hostname="new@localhost", env=new_env, log_path=tmp_path / "new.log"
+    )
+    try:
+        new.start()
+        new.wait_ready(platform_app, timeout=60)
+        _run(new_env, "-c", ENQUEUE, "5", "10")  # the new version re-submits done ones too
+        _run(new_env, "-c", ENQUEUE, "20", "25")
+        expected = sorted(f"effect:order-{n}" for n in range(25))
+        wait_until(lambda: _effects(database) == expected, timeout=90, message="jobs not run")
+        wait_until(lambda: redis_client.llen("sandbox_platform") == 0, timeout=30)
+    finally:
+        assert new.stop(timeout=30) == 0, new.log_text()[-2000:]
+    starts = {n: redis_client.llen(f"upgrade-starts:order-{n}") for n in range(25)}
+    assert starts == dict.fromkeys(range(25), 1), starts  # no job ran twice
