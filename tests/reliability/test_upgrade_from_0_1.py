@@ -1,4 +1,4 @@
-"""An upgrade from 0.1.0 (the ``v0.1.0`` tag, run from ``git archive``) to this version, the
+"""An upgrade from 0.1.0 (its release commit, run from ``git archive``) to this version, the
 way docs/upgrading.md says: stop 0.1, ``db upgrade``, ``queues migrate``, start the new workers.
 
 Regression (issue 10.11): nothing said what happens to jobs queued and idempotency keys written
@@ -21,7 +21,8 @@ from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
 
 pytestmark = pytest.mark.slow
-OLD = "v0.1.0"
+# The 0.1.0 release commit; by id, not by tag: a plain clone carries the history, not the tags.
+OLD = "ea4984dd1f6829e42cea35fa5fe800d130911cfe"
 ROOT = Path(__file__).resolve().parents[2]
 ENQUEUE = """
 import sys
@@ -34,7 +35,7 @@ for n in range(int(sys.argv[1]), int(sys.argv[2])):
 @pytest.fixture(scope="module")
 def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD], capture_output=True)
-    assert archive.returncode == 0, f"needs the {OLD} tag (git fetch --tags): {archive.stderr!r}"
+    assert archive.returncode == 0, f"needs 0.1.0 ({OLD}) in the history: {archive.stderr!r}"
     target = tmp_path_factory.mktemp("sandbox-platform-0.1.0")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target
