@@ -174,7 +174,10 @@ class Recorder:
             self._thread = None
             with self._lock:
                 self._rows = []
-        if self._thread is None or not self._thread.is_alive():
+        thread = self._thread
+        if thread is not None and thread.ident is not None and not self._stopped.is_set():
+            return  # started in this process and not stopped
+        if thread is None or not thread.is_alive():
             self._stopped.clear()
             self._thread = threading.Thread(
                 target=self._loop, name="sandbox-platform-recorder", daemon=True

@@ -36,7 +36,7 @@ import redis
 
 from sandbox_platform.core.errors import GovernorUnavailable
 from sandbox_platform.core.redis_client import text as _redis_text
-from sandbox_platform.guards.lua import get_script
+from sandbox_platform.guards.lua import get_script, run_script
 
 __all__ = [
     "MAX_UNITS",
@@ -192,6 +192,10 @@ def _fail_closed(what: str) -> Iterator[None]:
         raise GovernorUnavailable(f"governor Redis unreachable during {what}: {exc}") from exc
 
 
+#: resources whose keys a Governor remembers (the hot path builds no strings for them)
+_KEY_CACHE_SIZE = 1024
+
+
 class Governor:
     """Token-bucket quotas shared by every process that uses the same Redis and prefix."""
 
@@ -199,6 +203,7 @@ class Governor:
         self.client = client
         self.prefix = prefix
         self._resources_key = f"{prefix}:gov:resources"
+        self._acquire_keys: dict[str, list[str]] = {}
 
     def keys(self, resource: str) -> GovernorKeys:
         """The Redis keys of ``resource``."""
@@ -254,14 +259,29 @@ class Governor:
 
     def acquire(self, resource: str, cost: int = 1) -> Decision:
         """Take ``cost`` tokens from every limit of ``resource`` at once, or from none."""
-        _check_positive_int("cost", cost)
-        keys = self.keys(resource)
-        script = get_script(self.client, "governor_acquire")
-        with _fail_closed("acquire"):
-            allowed, remaining, wait_us, limit = script(keys=keys.as_list(), args=[cost])
-        return _decision(
-            resource, int(allowed), _redis_text(remaining), int(wait_us), _redis_text(limit)
+        if type(cost) is not int or cost != 1:
+            _check_positive_int("cost", cost)
+        keys = self._acquire_keys.get(resource) or self._remember_keys(resource)
+        try:  # (no context manager, no Script wrapper: this is the governor's hot path)
+            allowed, remaining, wait_us, limit = run_script(
+                self.client, "governor_acquire", keys, (cost,)
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise GovernorUnavailable(f"governor Redis unreachable during acquire: {exc}") from exc
+        left = float(remaining)
+        return Decision(
+            allowed=allowed == 1,
+            remaining=math.inf if left < 0 else left,
+            wait_seconds=0.0 if wait_us == 0 else (math.inf if wait_us < 0 else wait_us / _US),
+            resource=resource,
+            limit=_redis_text(limit) or None,
         )
+
+    def _remember_keys(self, resource: str) -> list[str]:
+        keys = self.keys(resource).as_list()
+        if len(self._acquire_keys) < _KEY_CACHE_SIZE:
+            self._acquire_keys[resource] = keys
+        return keys
 
     def check_limit(self, resource: str) -> tuple[bool, str]:
         """Seed API: take one token; ``(allowed, human-readable message)``."""
@@ -312,14 +332,3 @@ class Governor:
         return out
 
     resolve_resource = staticmethod(resolve_resource)
-
-
-def _decision(resource: str, allowed: int, remaining: str, wait_us: int, limit: str) -> Decision:
-    left = float(remaining)
-    return Decision(
-        allowed=bool(allowed),
-        remaining=math.inf if left < 0 else left,
-        wait_seconds=math.inf if wait_us < 0 else wait_us / _US,
-        resource=resource,
-        limit=limit or None,
-    )

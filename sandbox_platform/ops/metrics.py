@@ -17,11 +17,13 @@ flushed yet (at most about one interval) is lost; a warm shutdown flushes.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -73,6 +75,55 @@ def field_name(name: str, labels: Mapping[str, object]) -> str:
     return "|".join(parts)
 
 
+#: field names by (name, labels): a job's counters reuse the same few names
+_FIELDS: dict[tuple[str, tuple[tuple[str, object], ...]], str] = {}
+_FIELDS_MAX = 4096
+
+
+def _cached_field(name: str, labels: Mapping[str, object]) -> str:
+    """:func:`field_name`, remembered (the hot path builds no strings for known labels)."""
+    try:
+        key = (name, tuple(labels.items()))
+        found = _FIELDS.get(key)
+    except TypeError:  # a label value that cannot be hashed
+        return field_name(name, labels)
+    if found is None:
+        found = field_name(name, labels)
+        if len(_FIELDS) < _FIELDS_MAX:
+            _FIELDS[key] = found
+    return found
+
+
+@dataclass(frozen=True)
+class _Histogram:
+    count: str
+    sum: str
+    #: (upper bound, field): the +Inf bucket last, with bound inf
+    buckets: tuple[tuple[float, str], ...]
+
+
+_HISTOGRAMS: dict[tuple[str, tuple[tuple[str, object], ...]], _Histogram] = {}
+
+
+def _histogram_fields(name: str, labels: Mapping[str, object]) -> _Histogram:
+    key = (name, tuple(labels.items()))
+    try:
+        found = _HISTOGRAMS.get(key)
+    except TypeError:  # a label value that cannot be hashed: build it, keep nothing
+        found, key = None, None  # type: ignore[assignment]
+    if found is None:
+        buckets = [(b, field_name(f"{name}_bucket", {**labels, "le": b})) for b in RUN_BUCKETS]
+        buckets.append((math.inf, field_name(f"{name}_bucket", {**labels, "le": "+Inf"})))
+        found = _Histogram(
+            count=field_name(f"{name}_count", labels),
+            sum=field_name(f"{name}_sum", labels),
+            buckets=tuple(buckets),
+        )
+        if key is not None and len(_HISTOGRAMS) < _FIELDS_MAX:
+            _HISTOGRAMS[key] = found
+    return found
+
+
 def parse_field(field: str) -> tuple[str, dict[str, str]]:
     name, *parts = field.split("|")
     return name, dict(part.split("=", 1) for part in parts)
@@ -104,7 +155,7 @@ class Metrics:
 
     def inc(self, name: str, labels: Mapping[str, object], amount: float = 1.0) -> None:
         self._ensure_thread()
-        key = field_name(name, labels)
+        key = _cached_field(name, labels)
         with self._lock:
             self._counts[key] += amount
         if in_child_of_job():  # a process task code started may exit before the next flush
@@ -113,14 +164,14 @@ class Metrics:
     def observe(self, name: str, labels: Mapping[str, object], seconds: float) -> None:
         """One observation of a histogram (cumulative buckets, as Prometheus counts them)."""
         self._ensure_thread()
-        updates = [field_name(f"{name}_count", labels), field_name(f"{name}_sum", labels)]
-        for bound in RUN_BUCKETS:
-            if seconds <= bound:
-                updates.append(field_name(f"{name}_bucket", {**labels, "le": bound}))
-        updates.append(field_name(f"{name}_bucket", {**labels, "le": "+Inf"}))
+        fields = _histogram_fields(name, labels)
         with self._lock:
-            for key in updates:
-                self._counts[key] += seconds if key.startswith(f"{name}_sum") else 1.0
+            counts = self._counts
+            counts[fields.count] += 1.0
+            counts[fields.sum] += seconds
+            for bound, key in fields.buckets:
+                if seconds <= bound:
+                    counts[key] += 1.0
 
     # -- flushing -------------------------------------------------------------------------
 
@@ -157,7 +208,10 @@ class Metrics:
             self._pid = os.getpid()
             self._thread = None
             self._counts = defaultdict(float)
-        if self._thread is None or not self._thread.is_alive():
+        thread = self._thread
+        if thread is not None and thread.ident is not None and not self._stopped.is_set():
+            return  # started in this process and not stopped (its loop never raises)
+        if thread is None or not thread.is_alive():
             self._stopped.clear()
             self._thread = threading.Thread(
                 target=self._loop, name="sandbox-platform-metrics", daemon=True
