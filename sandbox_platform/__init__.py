@@ -4,7 +4,7 @@ The public API is what ``__all__`` lists; everything else is internal.
 """
 
 from sandbox_platform.app.factory import create_app
-from sandbox_platform.app.tasks import enqueue, guarded_task
+from sandbox_platform.app.tasks import enqueue, enqueue_many, guarded_task
 from sandbox_platform.core.context import (
     bind_correlation_id,
     current_correlation_id,
@@ -77,6 +77,7 @@ __all__ = [
     "current_correlation_id",
     "declare_default_limits",
     "enqueue",
+    "enqueue_many",
     "guarded_task",
     "irreversible",
     "load_settings",

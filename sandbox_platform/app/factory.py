@@ -15,8 +15,10 @@ from celery import Celery
 from sandbox_platform.app.builtin_tasks import register_builtin_tasks
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
+from sandbox_platform.app.transport import ADMIT_OPTION
 from sandbox_platform.core.celery_config import celery_config
 from sandbox_platform.core.context import MODE_HEADER
+from sandbox_platform.core.redis_client import celery_url
 from sandbox_platform.core.settings import (
     Settings,
     forget_active_settings,
@@ -68,7 +70,7 @@ def create_app(
     app.platform_settings = settings
     app.platform_guards = (*BUILTIN_GUARDS, *guards)
     app.config_from_object(celery_config(settings))
-    _install_safe_consuming(app)
+    _install_safe_consuming(app, settings)
     register_builtin_tasks(app)
     connect_signals()
 
@@ -80,13 +82,20 @@ def create_app(
     return app
 
 
-def _install_safe_consuming(app: Celery) -> None:
+def _install_safe_consuming(app: Celery, settings: Settings) -> None:
     """Our consumer (a malformed message is dead-lettered, never fatal) and, for a Redis
-    broker, our transport (raw bytes that are not a message are dead-lettered, not lost)."""
+    broker, our transport (:mod:`sandbox_platform.app.transport`). When the coordination
+    keys live in the broker's Redis database (the default), the transport admits jobs with
+    the fetch (no admission round trip of its own)."""
     app.conf.worker_consumer = "sandbox_platform.app.consumer:SafeConsumer"
-    if str(app.conf.broker_url).split("://", 1)[0] not in ("redis", "rediss"):
+    broker = str(app.conf.broker_url)
+    if broker.split("://", 1)[0] not in ("redis", "rediss"):
         return
     app.conf.broker_transport = "sandbox_platform.app.transport:Transport"
+    if broker == celery_url(str(app.conf.sandbox_platform_redis_url)):
+        options = dict(app.conf.broker_transport_options or {})
+        options[ADMIT_OPTION] = settings.key_prefix
+        app.conf.broker_transport_options = options
 
 
 def release_app(app: Celery) -> None:

@@ -24,6 +24,7 @@ from sandbox_platform.app.rejects import dead_letter_message, record_expired
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
 from sandbox_platform.core.context import (
+    ADMITTED_HEADER,
     CORRELATION_HEADER,
     ENQUEUED_HEADER,
     MODE_HEADER,
@@ -78,6 +79,7 @@ def _on_before_task_publish(
     if MODE_HEADER not in headers:
         headers[MODE_HEADER] = active_settings().mode.value
     headers[ENQUEUED_HEADER] = time.time()
+    headers.pop(ADMITTED_HEADER, None)  # only the transport sets it, on delivery
     _redact_reprs(body, headers)
 
 

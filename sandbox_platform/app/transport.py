@@ -1,36 +1,89 @@
 """The platform's Redis transport for kombu: a subclass of kombu's, installed by
 ``create_app`` for ``redis://`` and ``rediss://`` brokers (``broker_transport``; no new URL
-scheme).
+scheme). Publishing is kombu's; consuming is leaner and safer.
 
-What it changes: an element of a queue's list that is not a kombu message at all (raw bytes,
-not JSON) no longer kills the consumer and vanishes. kombu pops it (``BRPOP``) and then fails
-to decode it; this transport hands the raw bytes to the app's handler (which stores a dead
-letter, reason ``undecodable``) and keeps consuming. If the handler fails too, the bytes are
-pushed to the list ``<queue>.malformed`` so nothing is lost.
+**Fetch.** kombu takes a message with ``BRPOP`` and then records it as unacknowledged with a
+second command (a ``MULTI``/``EXEC`` pipeline); if Redis dies between the two, that message
+is gone. Here one Lua call (``app/lua/fetch.lua``) takes the message *and* records it, and
+carries the consumer's pending acknowledgements along: when busy, a job costs one round trip
+to the broker where kombu needs three (pop, record, acknowledge). When a fetch finds nothing,
+the consumer waits with ``BLMOVE <queue> <queue> RIGHT RIGHT <timeout>`` — a blocking wait
+that leaves the list as it was — on its first queue, then fetches again (at least every
+``brpop_timeout``, 1 s: a message on another queue or a priority sub-queue of an idle worker
+waits up to that long).
 
-The handler is the worker's, registered for the process by its consumer
-(:func:`set_malformed_handler`); it is not a transport option, because a worker reports its
-transport options in ``inspect stats`` as JSON.
+**Acknowledgements.** An acknowledgement made while no command is in flight on the consumer's
+connection (the solo pool: the job ran inside the delivery) is buffered and sent with the
+next fetch, which follows at once; one made while the consumer waits (prefork: a child
+finished) is sent at once (``app/lua/ack.lua``). Buffered ones are sent before the channel
+closes or restores its unacknowledged messages. The guarantees are kombu's: at least once,
+redelivery after the visibility timeout, restore of a dead worker's messages.
+
+**Bad elements.** An element of a queue's list that is not a kombu message (raw bytes, not
+JSON) is moved by the script to ``<queue>.malformed`` and handed to the worker's handler (a
+dead letter, reason ``undecodable``), then removed from that list; the consumer goes on.
+
+It falls back to kombu's behaviour (with the bad-element handling) when the server is older
+than Redis 6.2 (no ``BLMOVE``), with a global key prefix, or with the transport option
+``sandbox_platform_lean=False``. One sync client is kept per channel for the bookkeeping
+instead of a new ``redis.Redis`` per command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from queue import Empty
+from time import monotonic
 from typing import Any
 
+import redis
 import structlog
 from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual import base as virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
-__all__ = ["Channel", "Transport", "set_malformed_handler"]
+from sandbox_platform.app.lua import TRANSPORT_SCRIPTS
+from sandbox_platform.core.context import ADMITTED_HEADER
+from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, put_answer
+
+__all__ = ["ADMIT_OPTION", "LEAN_OPTION", "Channel", "QoS", "Transport", "set_malformed_handler"]
 
 log = structlog.get_logger(__name__)
+
+#: transport option: False keeps kombu's BRPOP consumer (for comparison)
+LEAN_OPTION = "sandbox_platform_lean"
+#: transport option: the platform's key prefix when its coordination keys live in the
+#: broker's Redis database (then the fetch admits jobs too); absent or "": it does not
+ADMIT_OPTION = "sandbox_platform_admit_prefix"
 
 #: the handler of undecodable elements: (queue, raw, error)
 MalformedHandler = Callable[[str, bytes, BaseException], None]
 _handler: list[MalformedHandler] = []
+
+_FETCH, _WAIT = "FETCH", "WAIT"
+#: values per element in the fetch script's reply
+_FIELDS = 8
+
+
+def _set_admission(payload: dict[str, Any], admission: list[Any] | None) -> None:
+    """Only this transport sets the admitted header: whatever a message carried is dropped,
+    and the fetch script's admission (if it made one) is put in its place."""
+    headers = payload.get("headers")
+    if not isinstance(headers, dict):
+        return
+    headers.pop(ADMITTED_HEADER, None)
+    if admission and admission[0]:
+        status, token, result, wait_us, resource = admission
+        headers[ADMITTED_HEADER] = [
+            bytes_to_str(status),
+            int(token),
+            bytes_to_str(result),
+            int(wait_us),
+            bytes_to_str(resource),
+        ]
 
 
 def set_malformed_handler(handler: MalformedHandler | None) -> None:
@@ -38,9 +91,283 @@ def set_malformed_handler(handler: MalformedHandler | None) -> None:
     _handler[:] = [handler] if handler is not None else []
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS; a delivery the fetch script recorded is not recorded again, and an
+    acknowledgement rides with the next fetch when it can."""
+
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.take_recorded(delivery_tag):
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        self.channel.acknowledge(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        self.channel.flush_acks()
+        super().restore_unacked(client)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self.channel.flush_acks()
+        super().reject(delivery_tag, requeue)
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+    from_transport_options = (
+        *kombu_redis.Channel.from_transport_options,
+        LEAN_OPTION,
+        ADMIT_OPTION,
+    )
+    sandbox_platform_lean: bool = True
+    sandbox_platform_admit_prefix: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._acks: list[str] = []
+        self._acks_lock = threading.Lock()
+        self._sent_acks: list[str] = []
+        self._recorded: set[str] = set()
+        self._command: str | None = None
+        self._wait_next = False
+        self._lean: bool | None = None
+        self._fetch_queues: list[str] = []
+        self._sync: redis.Redis | None = None
+        super().__init__(*args, **kwargs)
+
+    # -- one sync client for the bookkeeping ---------------------------------------------
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        if client:
+            yield client
+            return
+        if self._sync is None:
+            chan: Any = self
+            self._sync = chan._create_client()
+        yield self._sync
+
+    def _after_fork(self) -> None:
+        self._sync = None
+        super()._after_fork()  # type: ignore[misc]
+
+    def _disconnect_pools(self) -> None:
+        self._sync = None
+        super()._disconnect_pools()  # type: ignore[misc]
+
+    # -- lean consuming ------------------------------------------------------------------
+
+    def _lean_ok(self) -> bool:
+        if self._lean is None:
+            self._lean = self._decide_lean()
+        return self._lean
+
+    def _decide_lean(self) -> bool:
+        chan: Any = self
+        if not self.sandbox_platform_lean or chan.global_keyprefix:
+            return False
+        try:
+            with self.conn_or_acquire() as client:
+                version = str(client.info("server").get("redis_version", "0"))
+        except redis.RedisError:
+            return False
+        major, minor = (int(part) for part in [*version.split("."), "0"][:2])
+        return (major, minor) >= (6, 2)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        chan: Any = self
+        if not self._lean_ok():
+            kombu_redis.Channel._brpop_start(chan, timeout)  # type: ignore[attr-defined]
+            return
+        queues = chan._queue_cycle.consume(len(chan.active_queues))
+        if not queues:
+            return
+        if timeout is None:
+            timeout = chan.brpop_timeout
+        connection = chan.client.connection
+        chan._in_poll = connection
+        chan._brpop_sent_at = monotonic()
+        with self._acks_lock:
+            waiting = self._wait_next and not self._acks
+        if waiting:
+            self._command = _WAIT
+            key = chan._q_for_pri(queues[0], 0)
+            connection.send_command("BLMOVE", key, key, "RIGHT", "RIGHT", timeout or 0)
+            return
+        self._command = _FETCH
+        connection.send_command(*self._fetch_command(queues))
+
+    def _fetch_command(self, queues: list[str]) -> list[Any]:
+        chan: Any = self
+        steps = chan.priority_steps
+        self._fetch_queues = [queue for _pri in steps for queue in queues]
+        keys = [chan._q_for_pri(queue, pri) for pri in steps for queue in queues]
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        self._sent_acks = acks
+        wanted = max(1, int(chan.qos.can_consume_max_estimate() or 1))
+        sha = TRANSPORT_SCRIPTS.sha(self._script_client(), "fetch")
+        malformed = [f"{queue}.malformed" for queue in self._fetch_queues]
+        return [
+            "EVALSHA",
+            sha,
+            2 + len(keys),
+            chan.unacked_key,
+            chan.unacked_index_key,
+            *keys,
+            wanted,
+            self.sandbox_platform_admit_prefix or "",
+            len(acks),
+            *acks,
+            *malformed,
+        ]
+
+    def _script_client(self) -> redis.Redis:
+        with self.conn_or_acquire() as client:
+            return client  # type: ignore[no-any-return]
+
     def _brpop_read(self, **options: Any) -> bool:
-        chan: Any = self  # kombu's channel attributes are not typed
+        if not self._lean_ok():
+            return self._stock_read(**options)
+        chan: Any = self
+        command, self._command = self._command, None
+        try:
+            try:
+                reply = chan.client.parse_response(
+                    chan.client.connection, command or "EVALSHA", **options
+                )
+            except redis.exceptions.NoScriptError:
+                self._requeue_sent_acks()
+                TRANSPORT_SCRIPTS.forget(self._script_client())
+                raise Empty() from None
+            except chan.connection_errors:
+                self._requeue_sent_acks()
+                chan.client.connection.disconnect()
+                raise
+        finally:
+            chan._in_poll = None
+            flush = getattr(chan, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+        if command == _WAIT:
+            self._wait_next = False
+            raise Empty()
+        self._sent_acks = []
+        if not reply:
+            self._wait_next = True
+            raise Empty()
+        self._wait_next = False
+        self._deliver_fetched(reply)
+        return True
+
+    def _deliver_fetched(self, reply: list[Any]) -> None:
+        chan: Any = self
+        last = None
+        for i in range(0, len(reply), _FIELDS):
+            kind, index, item = int(reply[i]), int(reply[i + 1]), reply[i + 2]
+            queue = self._fetch_queues[index - 1]
+            last = queue
+            if kind == 0:
+                self._on_malformed(queue, item, ValueError("not a kombu message"), kept=True)
+                continue
+            payload = loads(bytes_to_str(item))
+            _set_admission(payload, reply[i + 3 : i + _FIELDS])
+            self._recorded.add(payload["properties"]["delivery_tag"])
+            chan.connection._deliver(payload, queue)
+        if last is not None:
+            chan._queue_cycle.rotate(last)
+
+    def take_recorded(self, delivery_tag: str) -> bool:
+        """True (once) when the fetch script recorded ``delivery_tag`` as unacknowledged."""
+        try:
+            self._recorded.remove(delivery_tag)
+        except KeyError:
+            return False
+        return True
+
+    # -- acknowledgements ----------------------------------------------------------------
+
+    def acknowledge(self, delivery_tag: str) -> None:
+        """Buffer the acknowledgement for the next fetch, or send it now (see the module)."""
+        chan: Any = self
+        if self._lean and (not chan._in_poll or self._command == _FETCH):
+            with self._acks_lock:
+                self._acks.append(delivery_tag)
+            return
+        self._send_acks([delivery_tag])
+
+    def flush_acks(self) -> None:
+        """Send every buffered acknowledgement now."""
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        if acks:
+            self._send_acks(acks)
+
+    def _send_acks(self, tags: list[str]) -> None:
+        chan: Any = self
+        client = self._script_client()
+        TRANSPORT_SCRIPTS.get(client, "ack")(
+            keys=[chan.unacked_key, chan.unacked_index_key], args=tags
+        )
+
+    def _requeue_sent_acks(self) -> None:
+        """A fetch failed: its acknowledgements may not have been applied; keep them."""
+        sent, self._sent_acks = self._sent_acks, []
+        if sent:
+            with self._acks_lock:
+                self._acks[:0] = sent
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        self.flush_acks()
+        return super().basic_cancel(consumer_tag)
+
+    def close(self) -> None:
+        try:
+            self.flush_acks()
+        except Exception:
+            log.warning("buffered acknowledgements not sent at close; redelivered later")
+        super().close()
+
+    # -- publishing: the enqueue-side dedupe folded in -----------------------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        """kombu's ``_put``; a message with ``PUBLISH_ONCE_HEADER`` is pushed only if its
+        idempotency key was free, in one script (:mod:`sandbox_platform.core.publish_once`)."""
+        chan: Any = self
+        headers = message.get("headers")
+        once = headers.pop(PUBLISH_ONCE_HEADER, None) if isinstance(headers, dict) else None
+        if once is None:
+            super()._put(queue, message, **kwargs)
+            return
+        task_id = str(headers.get("id")) if isinstance(headers, dict) else ""
+        key, value, ttl = once
+        expires = chan._expires and queue in chan._expires
+        with self.conn_or_acquire() as client:
+            if kwargs.get("_publish_batch") is not None or expires:
+                held = None if client.set(key, value, nx=True, ex=ttl) else client.get(key)
+                text = bytes_to_str(held) if held is not None else ""
+                if not text or text.partition(" ")[0] == task_id:  # free, or this job again
+                    super()._put(queue, message, **kwargs)
+                    text = ""
+                put_answer(task_id, text)
+                return
+            target = chan._q_for_pri(queue, chan._get_message_priority(message, reverse=False))
+            sha = TRANSPORT_SCRIPTS.sha(client, "publish_once")
+            args = (2, key, target, value, ttl, dumps(message))
+            try:
+                held = client.evalsha(sha, *args)
+            except redis.exceptions.NoScriptError:
+                TRANSPORT_SCRIPTS.forget(client)
+                held = client.evalsha(TRANSPORT_SCRIPTS.sha(client, "publish_once"), *args)
+        put_answer(task_id, bytes_to_str(held))
+
+    # -- kombu's BRPOP consumer, with bad elements dead-lettered -------------------------
+
+    def _stock_read(self, **options: Any) -> bool:
+        chan: Any = self
         try:
             try:
                 dest__item = chan.client.parse_response(chan.client.connection, "BRPOP", **options)
@@ -55,8 +382,9 @@ class Channel(kombu_redis.Channel):
             try:
                 payload = loads(bytes_to_str(item))
             except (ValueError, TypeError) as exc:
-                self._on_malformed(dest, item, exc)
+                self._on_malformed(dest, item, exc, kept=False)
                 return True
+            _set_admission(payload, None)
             chan.connection._deliver(payload, dest)
             return True
         finally:
@@ -65,7 +393,9 @@ class Channel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
-    def _on_malformed(self, queue: str, raw: Any, error: BaseException) -> None:
+    def _on_malformed(self, queue: str, raw: Any, error: BaseException, *, kept: bool) -> None:
+        """Dead-letter an element that is not a message. ``kept``: it is already in
+        ``<queue>.malformed`` (the fetch script put it there) and leaves it once stored."""
         data = raw if isinstance(raw, bytes) else str(raw).encode()
         try:
             if not _handler:
@@ -75,8 +405,13 @@ class Channel(kombu_redis.Channel):
             log.exception(
                 "an undecodable message could not be dead-lettered; kept aside", queue=queue
             )
+            if not kept:
+                with self.conn_or_acquire() as client:
+                    client.lpush(f"{queue}.malformed", data)
+            return
+        if kept:
             with self.conn_or_acquire() as client:
-                client.lpush(f"{queue}.malformed", data)
+                client.lrem(f"{queue}.malformed", 1, data)
 
 
 class Transport(kombu_redis.Transport):

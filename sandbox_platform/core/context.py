@@ -18,6 +18,8 @@ import structlog
 from sandbox_platform.core.jobscope import inherited_job
 
 __all__ = [
+    "ADMITTED_HEADER",
+    "ADMIT_HEADER",
     "CORRELATION_HEADER",
     "ENQUEUED_HEADER",
     "FINAL_HEADER",
@@ -37,6 +39,11 @@ IDEMPOTENCY_HEADER = "sp_idempotency_key"
 ENQUEUED_HEADER = "sp_enqueued_at"
 #: a final failure decided but not yet stored as a dead letter (the database refused it)
 FINAL_HEADER = "sp_final_failure"
+#: the admission a job asks for, planned at enqueue (the transport admits it with the fetch)
+ADMIT_HEADER = "sp_admit"
+#: the admission the transport made with the fetch: [status, token, result, wait_us, resource];
+#: set only by the transport on delivery, stripped from every message published
+ADMITTED_HEADER = "sp_admitted"
 
 _correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
 

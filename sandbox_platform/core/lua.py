@@ -33,9 +33,13 @@ _lock = threading.Lock()
 class ScriptLibrary:
     """The Lua scripts of one package folder, by name (file ``{name}.lua``)."""
 
-    def __init__(self, package: str, names: Iterable[str]) -> None:
+    def __init__(
+        self, package: str, names: Iterable[str], include_from: Iterable[str] = ()
+    ) -> None:
         self.package = package
         self.names = tuple(names)
+        #: other packages whose ``_*.lua`` snippets ``@include`` may name
+        self.include_from = tuple(include_from)
         self._sources: dict[str, str] = {}
         # The scripts of a client live on the client itself: a Script refers back to its
         # client, so a WeakKeyDictionary keyed by client would keep every client alive; an
@@ -43,7 +47,11 @@ class ScriptLibrary:
         self._attribute = f"_sp_scripts_{package.replace('.', '_')}"
 
     def _read(self, filename: str) -> str:
-        return resources.files(self.package).joinpath(filename).read_text(encoding="utf-8")
+        for package in (self.package, *self.include_from):
+            path = resources.files(package).joinpath(filename)
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+        raise FileNotFoundError(f"Lua file {filename!r} not in {self.package} or its includes")
 
     def _expand(self, text: str, seen: set[str]) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -74,3 +82,22 @@ class ScriptLibrary:
         if script is None:
             script = scripts[name] = client.register_script(self.source(name))
         return script
+
+    def sha(self, client: redis.Redis, name: str) -> str:
+        """The SHA1 of script ``name``, loaded on ``client``'s server (once, until
+        :meth:`forget`): for callers that send ``EVALSHA`` themselves."""
+        loaded: set[str] | None = getattr(client, self._attribute + "_loaded", None)
+        if loaded is None:
+            with _lock:
+                loaded = client.__dict__.setdefault(self._attribute + "_loaded", set())
+        script = self.get(client, name)
+        if name not in loaded:
+            client.script_load(script.script)
+            loaded.add(name)
+        return str(script.sha)
+
+    def forget(self, client: redis.Redis) -> None:
+        """The server lost its scripts (``NOSCRIPT``): load them again on next use."""
+        loaded: set[str] | None = getattr(client, self._attribute + "_loaded", None)
+        if loaded is not None:
+            loaded.clear()

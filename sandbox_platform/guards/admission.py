@@ -35,7 +35,14 @@ from sandbox_platform.guards.governor import _check_positive_int, _fail_closed, 
 from sandbox_platform.guards.idempotency import _ms, idempotency_keys
 from sandbox_platform.guards.lua import get_script
 
-__all__ = ["Admission", "AdmissionRequest", "AdmissionStatus", "Admitter"]
+__all__ = [
+    "Admission",
+    "AdmissionRequest",
+    "AdmissionStatus",
+    "Admitter",
+    "admission_from_header",
+    "plan_of",
+]
 
 AdmissionStatus = Literal["acquired", "done", "in_flight", "conflict", "denied"]
 _STATUSES = ("acquired", "done", "in_flight", "conflict", "denied")
@@ -87,6 +94,29 @@ class AdmissionRequest:
 
     def __bool__(self) -> bool:
         return self.claim_key is not None or bool(self.takes)
+
+
+def plan_of(request: AdmissionRequest) -> list[Any]:
+    """``request`` as the admission plan a message carries (``ADMIT_HEADER``): what the
+    transport's fetch script needs to admit the job exactly as :class:`Admitter` would."""
+    return [
+        request.claim_key or "",
+        request.fingerprint if request.claim_key is not None else "",
+        _ms("lease", request.lease),
+        _ms("ttl", request.ttl),
+        [[resource, _check_positive_int("cost", cost)] for resource, cost in request.takes],
+    ]
+
+
+def admission_from_header(value: Any, idem_key: str | None) -> Admission | None:
+    """The admission the transport made (``ADMITTED_HEADER``), or None if malformed."""
+    try:
+        status, token, result, wait_us, resource = value
+        return _admission(
+            str(status), int(token), str(result), int(wait_us), str(resource), idem_key
+        )
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 class Admitter:

@@ -248,6 +248,13 @@ class EnqueueCall:
     services: Services
     task_id: str | None = None
     existing_id: str | None = None
+    #: part of a bulk enqueue: a guard may leave its Redis work to ``at_enqueue_batch``
+    batched: bool = False
+    #: per-call state of the guards between ``at_enqueue`` and ``at_enqueue_batch``
+    scratch: dict[str, Any] = field(default_factory=dict)
+    #: the broker is the coordination Redis behind the platform's transport: a guard may
+    #: fold its Redis work into the publish (:mod:`sandbox_platform.core.publish_once`)
+    publish_once: bool = False
 
     def add_header(self, name: str, value: Any) -> None:
         headers = dict(self.options.get("headers") or {})
@@ -264,12 +271,31 @@ class Guard:
     order: ClassVar[int] = 100
     #: the task options this guard understands
     options: ClassVar[Mapping[str, Option]] = {}
+    #: True when ``contribute`` can run at enqueue too (it reads only the job's name,
+    #: options, arguments and the headers ``at_enqueue`` set): then the admission is
+    #: planned at enqueue and made with the fetch (:mod:`sandbox_platform.guards.prefetch`)
+    plans_at_enqueue: ClassVar[bool] = False
 
     def bind(self, services: Services) -> Guard:
         """This guard configured for one process (default: itself)."""
         return self
 
     def at_enqueue(self, call: EnqueueCall) -> None:
+        return None
+
+    def at_enqueue_batch(self, calls: Sequence[EnqueueCall]) -> None:
+        """After ``at_enqueue`` of every call of a bulk enqueue: the Redis work the guard
+        left for the batch (one round trip for all); nothing is published when it raises."""
+        return None
+
+    def after_publish(self, call: EnqueueCall) -> None:
+        """After the publish of a single enqueue: read what the transport answered for work
+        the guard folded into the publish (may set ``call.existing_id``, or raise)."""
+        return None
+
+    def at_enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
+        """Publishing ``calls`` failed after every ``at_enqueue`` passed: undo what the guard
+        wrote for them (nothing was sent)."""
         return None
 
     def before_run(self, job: Job) -> Outcome | None:

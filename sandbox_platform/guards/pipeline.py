@@ -49,6 +49,11 @@ from sandbox_platform.guards.base import (
 )
 from sandbox_platform.guards.deadletter import DeadLetters
 from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered, JobFinished
+from sandbox_platform.guards.prefetch import (
+    plan_admission,
+    prefetched_admission,
+    release_prefetched,
+)
 from sandbox_platform.guards.republish import publish_again, retry_or_requeue
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
@@ -99,6 +104,9 @@ class Pipeline:
             return tuple(g for g in self.guards if _overrides(g, hook))
 
         self._at_enqueue = having("at_enqueue")
+        self._at_enqueue_batch = having("at_enqueue_batch")
+        self._at_enqueue_failed = having("at_enqueue_failed")
+        self._after_publish = having("after_publish")
         self._before_run = having("before_run")
         self._contribute = having("contribute")
         self._admitted = having("admitted")
@@ -117,7 +125,42 @@ class Pipeline:
                 raise EnqueueError(f"{call.task_name}: {exc}") from exc.__cause__
             if call.existing_id is not None:
                 return call.existing_id
+        plan_admission(call, self._contribute)
         return None
+
+    def enqueue_many(self, calls: Sequence[EnqueueCall]) -> list[str | None]:
+        """:meth:`enqueue` for every call of a bulk enqueue, then each guard's batch work
+        (one round trip for all); per call, an existing job's id or None."""
+        for call in calls:
+            call.batched = True
+            self.enqueue(call)
+        for guard in self._at_enqueue_batch:
+            try:
+                with _hook(guard, "at_enqueue_batch"):
+                    guard.at_enqueue_batch(calls)
+            except GuardHookError as exc:
+                raise EnqueueError(f"{calls[0].task_name}: {exc}") from exc.__cause__
+        return [call.existing_id for call in calls]
+
+    def published(self, call: EnqueueCall) -> str | None:
+        """After the publish: each guard reads what the transport answered for work it
+        folded into the publish; an existing job's id (nothing was pushed) or None."""
+        for guard in self._after_publish:
+            try:
+                with _hook(guard, "after_publish"):
+                    guard.after_publish(call)
+            except GuardHookError as exc:
+                raise EnqueueError(f"{call.task_name}: {exc}") from exc.__cause__
+        return call.existing_id
+
+    def enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
+        """Publishing failed: each guard undoes what it wrote at enqueue (best effort: the
+        caller's exception is the one that matters)."""
+        for guard in self._at_enqueue_failed:
+            try:
+                guard.at_enqueue_failed(calls)
+            except Exception:
+                log.exception("could not undo an enqueue after a failed publish", guard=guard.name)
 
     # -- run ------------------------------------------------------------------------------
 
@@ -128,7 +171,11 @@ class Pipeline:
 
     def _decide(self, job: Job) -> Outcome:
         try:
-            early = self._before(job) or self._admit(job)
+            early = self._before(job)
+            if early is not None:
+                release_prefetched(job)
+            else:
+                early = self._admit(job)
         except GovernorUnavailable as exc:
             self._emit_unavailable(job, exc)
             return self._error(job, exc)
@@ -161,7 +208,7 @@ class Pipeline:
                 guard.contribute(job, request)
         if not request:
             return None
-        admission = self._admitter.admit_request(request)
+        admission = prefetched_admission(job, request) or self._admitter.admit_request(request)
         for guard in self._admitted:
             with _hook(guard, "admitted"):
                 outcome = guard.admitted(job, admission)

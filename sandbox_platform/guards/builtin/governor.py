@@ -46,6 +46,7 @@ def governor_specs(context: OptionContext, value: Any) -> tuple[tuple[str, int],
 class GovernorGuard(Guard):
     name = "governor"
     order = 50
+    plans_at_enqueue = True
     options = {"governor": Option(default=(), check=governor_specs)}
 
     def contribute(self, job: Job, request: AdmissionRequest) -> None:

@@ -21,6 +21,7 @@ import structlog
 
 from sandbox_platform.core.context import IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
+from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, take_answer
 from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import (
     EnqueueCall,
@@ -33,6 +34,7 @@ from sandbox_platform.guards.base import (
 )
 from sandbox_platform.guards.governor import resolve_resource
 from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint
+from sandbox_platform.guards.lua import get_script
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard", "enqueue_key"]
@@ -69,6 +71,7 @@ def enqueue_key(prefix: str, key: str) -> str:
 class IdempotencyGuard(Guard):
     name = "idempotency"
     order = 40
+    plans_at_enqueue = True
     options = {
         "idempotency_key": Option(default=None, check=_key_template),
         "idempotency_ttl": _seconds("idempotency_ttl", 24 * 3600.0),
@@ -93,8 +96,40 @@ class IdempotencyGuard(Guard):
             return
         call.add_header(IDEMPOTENCY_HEADER, key)
         call.task_id = call.task_id or str(uuid.uuid4())
-        if options["dedupe"]:
-            call.existing_id = _first_job_for(call, key, options["idempotency_ttl"])
+        if not options["dedupe"]:
+            return
+        if call.batched:  # one round trip for the whole batch: at_enqueue_batch
+            call.scratch[self.name] = (key, options["idempotency_ttl"])
+            return
+        if call.publish_once:  # no round trip of its own: folded into the publish
+            _fold_into_publish(call, key, options["idempotency_ttl"])
+            return
+        call.existing_id = _first_job_for(call, key, options["idempotency_ttl"])
+
+    def after_publish(self, call: EnqueueCall) -> None:
+        folded = call.scratch.get(_FOLDED)
+        if folded is None or call.task_id is None:
+            return
+        held = take_answer(call.task_id)
+        if held is None:
+            return  # the transport gave no answer: it published the message as it was
+        key, mine = folded
+        if not held or held == mine:
+            call.scratch[_WRITTEN] = (enqueue_key(call.services.prefix, key), mine)
+            return  # this publish set the key (or an earlier try of it did) and pushed
+        call.existing_id = _existing_or_conflict(call, key, held, mine.partition(" ")[2])
+
+    def at_enqueue_batch(self, calls: Sequence[EnqueueCall]) -> None:
+        pending = [call for call in calls if self.name in call.scratch]
+        if pending:
+            _first_jobs_for(pending, self.name)
+
+    def at_enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
+        written = [call.scratch[_WRITTEN] for call in calls if _WRITTEN in call.scratch]
+        if written:
+            client = calls[0].services.redis
+            keys, values = zip(*written, strict=True)
+            get_script(client, "enq_forget")(keys=list(keys), args=list(values))
 
     # -- run ------------------------------------------------------------------------------
 
@@ -149,6 +184,71 @@ class IdempotencyGuard(Guard):
             log.exception("could not release idempotency claim", key=key)
 
 
+#: scratch entry: (enqueue key, value) this enqueue wrote (forgotten if the publish fails)
+_WRITTEN = "idempotency.written"
+#: scratch entry: (idempotency key, value) whose dedupe was folded into the publish
+_FOLDED = "idempotency.folded"
+
+
+def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
+    """Let the transport set the enqueue key and push the message in one call."""
+    value = f"{call.task_id} {fingerprint(list(call.args), call.kwargs)}"
+    redis_key = enqueue_key(call.services.prefix, key)
+    call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl))])
+    call.scratch[_FOLDED] = (key, value)
+
+
+def _existing_or_conflict(call: EnqueueCall, key: str, held: str, args_fingerprint: str) -> str:
+    """The first job's id from what its enqueue key holds; another fingerprint: conflict."""
+    first_id, _, first_fingerprint = held.partition(" ")
+    if first_fingerprint != args_fingerprint:
+        raise IdempotencyConflict(
+            f"{call.task_name}: idempotency key {key!r} was used before with different arguments"
+        )
+    return first_id
+
+
+def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
+    """Enqueue-side dedupe of a bulk enqueue in one round trip (``enq_dedupe.lua``): each
+    call's ``existing_id`` is set; a key used with other arguments (before, or twice in the
+    batch) raises IdempotencyConflict and nothing is written."""
+    services = calls[0].services
+    keys: list[str] = []
+    args: list[str | int] = []
+    seen: dict[str, str] = {}
+    for call in calls:
+        key, ttl = call.scratch[scratch_name]
+        args_fingerprint = fingerprint(list(call.args), call.kwargs)
+        if seen.setdefault(key, args_fingerprint) != args_fingerprint:
+            raise IdempotencyConflict(
+                f"{call.task_name}: idempotency key {key!r} is used twice in the batch "
+                "with different arguments"
+            )
+        keys.append(enqueue_key(services.prefix, key))
+        args += [f"{call.task_id} {args_fingerprint}", max(1, int(ttl))]
+    try:
+        reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)
+    except redis.RedisError as exc:
+        raise EnqueueError(
+            f"{calls[0].task_name}: Redis unreachable for enqueue dedupe: {exc}"
+        ) from None
+    if _text(reply[0]) == "conflict":
+        call = calls[int(reply[1]) - 1]
+        raise IdempotencyConflict(
+            f"{call.task_name}: idempotency key {call.scratch[scratch_name][0]!r} "
+            "was used before with different arguments"
+        )
+    for call, redis_key, mine, held in zip(calls, keys, args[::2], reply[1:], strict=True):
+        first_id = _text(held).partition(" ")[0]
+        if not first_id:
+            call.scratch[_WRITTEN] = (redis_key, mine)
+        call.existing_id = first_id if first_id and first_id != call.task_id else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _first_job_for(call: EnqueueCall, key: str, ttl: float) -> str | None:
     """Enqueue-side dedupe: the id of the first job published under ``key``, if not this one.
 
@@ -160,6 +260,7 @@ def _first_job_for(call: EnqueueCall, key: str, ttl: float) -> str | None:
     mine = f"{call.task_id} {args_fingerprint}"
     try:
         if client.set(redis_key, mine, nx=True, ex=max(1, int(ttl))):
+            call.scratch[_WRITTEN] = (redis_key, mine)
             return None  # the first publication under this key: one round trip
         existing = client.get(redis_key)
     except redis.RedisError as exc:
@@ -168,10 +269,5 @@ def _first_job_for(call: EnqueueCall, key: str, ttl: float) -> str | None:
         ) from None
     if existing is None:
         return None  # expired in between: this one is the first now
-    text = existing.decode() if isinstance(existing, bytes) else str(existing)
-    first_id, _, first_fingerprint = text.partition(" ")
-    if first_fingerprint != args_fingerprint:
-        raise IdempotencyConflict(
-            f"{call.task_name}: idempotency key {key!r} was used before with different arguments"
-        )
+    first_id = _existing_or_conflict(call, key, _text(existing), args_fingerprint)
     return None if first_id == call.task_id else first_id

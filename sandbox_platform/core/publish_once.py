@@ -1,0 +1,40 @@
+"""Enqueue-side dedupe folded into the publish: the message and its idempotency key in one
+Redis call.
+
+A guarded job with an idempotency key remembers, at enqueue, the first job published under
+that key (``{prefix}:enq:{key}`` = ``"<task id> <fingerprint>"``). Done by itself that is one
+``SET NX`` round trip before the publish. When the broker is the coordination Redis, the
+idempotency guard instead puts ``[enqueue key, value, ttl]`` in the message's
+``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out and runs one script
+(``app/lua/publish_once.lua``): if the key is free it is set *and* the message pushed; if it
+names the same task id (a retry or a deferral publishes the job again) the message is pushed;
+otherwise nothing is pushed. The *answer* (``""`` when the message was pushed, else what the
+key held) is kept here per task id for the guard to read after the publish (same thread).
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["PUBLISH_ONCE_HEADER", "put_answer", "take_answer"]
+
+PUBLISH_ONCE_HEADER = "sp_publish_once"
+
+_local = threading.local()
+
+
+def _answers() -> dict[str, str]:
+    answers: dict[str, str] | None = getattr(_local, "answers", None)
+    if answers is None:
+        answers = _local.answers = {}
+    return answers
+
+
+def put_answer(task_id: str, held: str) -> None:
+    """The transport's answer for ``task_id``: what the enqueue key held ("" = set now)."""
+    _answers()[task_id] = held
+
+
+def take_answer(task_id: str) -> str | None:
+    """The answer for ``task_id`` (once), None when the transport gave none."""
+    return _answers().pop(task_id, None)

@@ -1,0 +1,52 @@
+"""The enqueue-side dedupe folded into the publish (``core/publish_once.py``), against a real
+Redis: one round trip per idempotent ``delay``, the key and the message written together, a
+duplicate answered with the first job's id and a conflict raised — with nothing pushed."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox_platform.app.tasks import publishes_once
+from sandbox_platform.core.errors import IdempotencyConflict
+from tests.integration.test_bulk_enqueue import round_trips
+
+QUEUE = "sandbox_platform.sandbox"
+KEY = b"sp:enq:{tests.effect_once:once-1}"
+
+
+def test_an_idempotent_delay_is_one_round_trip_and_a_duplicate_pushes_nothing(
+    guarded, platform_app, redis_client
+) -> None:
+    assert publishes_once(platform_app)
+    guarded.effect_once.delay("warm-up", 0.0, "s")  # connections and scripts are warm now
+    with round_trips() as sent:
+        first = guarded.effect_once.delay("once-1", 0.0, "s")
+    assert sent[0] == 1  # the key and the message in one script
+    assert redis_client.llen(QUEUE) == 2
+    assert redis_client.get(KEY).decode().split(" ")[0] == first.id
+
+    again = guarded.effect_once.delay("once-1", 0.0, "s")
+    assert again.id == first.id
+    assert redis_client.llen(QUEUE) == 2  # nothing pushed
+
+    with pytest.raises(IdempotencyConflict, match="used before with different arguments"):
+        guarded.effect_once.delay("once-1", 1.0, "s")
+    assert redis_client.llen(QUEUE) == 2
+    assert redis_client.get(KEY).decode().split(" ")[0] == first.id
+
+
+def test_the_header_does_not_reach_the_queue(guarded, redis_client) -> None:
+    import json
+
+    guarded.effect_once.delay("once-2", 0.0, "s")
+    (raw,) = redis_client.lrange(QUEUE, 0, -1)
+    assert "sp_publish_once" not in json.loads(raw)["headers"]
+
+
+def test_the_same_job_published_again_is_pushed(guarded, redis_client) -> None:
+    """A retry or a deferral publishes the same task id again: it must reach the queue (an
+    earlier version of the folded publish answered it as a duplicate and dropped the retry)."""
+    first = guarded.effect_once.delay("once-3", 0.0, "s")
+    again = guarded.effect_once.apply_async(("once-3", 0.0, "s"), task_id=first.id)
+    assert again.id == first.id
+    assert redis_client.llen(QUEUE) == 2
