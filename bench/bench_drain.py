@@ -56,7 +56,14 @@ import kombu  # noqa: E402
 import redis  # noqa: E402
 from celery import Celery  # noqa: E402
 
-from bench.drain_common import COUNTER_KEY, ENV_DB, ENV_PREFIX, ENV_REDIS  # noqa: E402
+from bench.drain_common import (  # noqa: E402
+    COUNTER_KEY,
+    ENV_DB,
+    ENV_PREFIX,
+    ENV_REDIS,
+    LATENCY_KEY,
+)
+from bench.targets import print_targets, target_rows  # noqa: E402
 from sandbox_platform.cli.processes import EVENTS_WORKER_FLAGS  # noqa: E402
 from sandbox_platform.procs.worker import LEAN_FLAGS  # noqa: E402
 
@@ -64,6 +71,8 @@ DEFAULT_URL = "redis://127.0.0.1:6379/7"
 KEY_PREFIX = "spdrain"
 STAGING_KEY = "drainbench:staging"
 POLL_SECONDS = 0.005
+#: jobs/s of the latency phase: far below every variant's drain rate, so no job waits in line
+LATENCY_RATE = 200
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -76,6 +85,8 @@ class Variant:
     queue: str
     workers: int
     worker_args: tuple[str, ...]
+    #: "celery" (``celery -A app worker``) or "dramatiq" (``dramatiq app``)
+    kind: str = "celery"
 
     @property
     def platform(self) -> bool:
@@ -149,6 +160,17 @@ VARIANTS = (
         EVENTS_ARGS,
     ),
 )
+DRAMATIQ = Variant(
+    "dramatiq",
+    "7 Dramatiq, Redis broker, 2 processes x 4 threads",
+    "bench.drain_dramatiq",
+    "drain_dramatiq",
+    "dramatiq:default",
+    1,
+    ("--processes", "2", "--threads", "4"),
+    kind="dramatiq",
+)
+VARIANTS = (*VARIANTS, DRAMATIQ)
 BY_NAME = {v.name: v for v in VARIANTS}
 
 
@@ -171,30 +193,95 @@ class RunResult:
     other_cpu_share: float
     irq_cpu_share: float
     governor_admitted: int | None
+    #: Redis commands per job during the drain (INFO commandstats, the bench's own polls out)
+    redis_calls_per_job: float = 0.0
+    redis_calls_by_command: dict[str, float] = field(default_factory=dict)
+    #: idempotency variant: Redis memory of the keys one job leaves (MEMORY USAGE) and count
+    idem_bytes_per_job: float | None = None
+    idem_keys_per_job: float | None = None
     per_process_cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def calls_per_job(
+    before: dict[str, int], after: dict[str, int], polls: int, n: int
+) -> tuple[float, dict[str, float]]:
+    """Commands per job between two commandstats, the bench's own GET polls and INFO out."""
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    delta["get"] = delta.get("get", 0) - polls
+    delta["info"] = delta.get("info", 0) - 1
+    by_command = {name: round(c / n, 2) for name, c in sorted(delta.items()) if c > 0}
+    return sum(c for c in delta.values() if c > 0) / n, by_command
+
+
+IDEM_PATTERNS = (f"{KEY_PREFIX}:idem:*", f"{KEY_PREFIX}:enq:*")
+
+
+def idempotency_memory(client: redis.Redis, n: int) -> tuple[float, float]:
+    """(bytes, keys) per job of what the idempotency path leaves in Redis (MEMORY USAGE)."""
+    keys = [k for pattern in IDEM_PATTERNS for k in client.scan_iter(match=pattern, count=1000)]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    total = sum(int(size or 0) for size in pipe.execute())
+    return total / n, len(keys) / n
 
 
 # -- the enqueue side (runs in a fresh subprocess, so no app's signals leak into another) ----
 
 
-def enqueue_only(variant: Variant, n: int) -> None:
-    """Publish n jobs with apply_async; print the elapsed seconds as JSON."""
+def _enqueue_task(variant: Variant, name: str = "drain.incr") -> Any:
     if variant.platform:
         import bench.drain_platform as module
-    else:
-        import bench.drain_bare as module  # type: ignore[no-redef]
-    target = getattr(module, variant.task)
-    task = target.tasks["drain.incr"] if not variant.platform else target
+
+        return getattr(module, "drain_latency" if name == "drain.latency" else variant.task)
+    import bench.drain_bare as bare
+
+    return getattr(bare, variant.task).tasks[name]
+
+
+def enqueue_only(variant: Variant, n: int, mode: str, start: int = 0) -> float:
+    """Publish n jobs (``mode``: one ``apply_async`` each, ``bulk`` in one ``delay_many``, or
+    ``latency`` jobs paced at LATENCY_RATE/s); the elapsed seconds."""
+    if variant.kind == "dramatiq":
+        from bench.drain_dramatiq import drain_dramatiq
+
+        started = time.perf_counter()
+        for i in range(start, start + n):
+            drain_dramatiq.send(i)
+        return time.perf_counter() - started
+    task = _enqueue_task(variant, "drain.latency" if mode == "latency" else "drain.incr")
     started = time.perf_counter()
-    for i in range(n):
-        task.apply_async((i,))
-    elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed}))
+    if mode == "bulk":
+        task.delay_many([(i,) for i in range(start, start + n)])
+    elif mode == "latency":
+        for i in range(n):
+            pause = started + i / LATENCY_RATE - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            task.apply_async((time.time(),))
+    else:
+        for i in range(start, start + n):
+            task.apply_async((i,))
+    return time.perf_counter() - started
 
 
-def run_enqueue(variant: Variant, n: int, env: dict[str, str]) -> float:
+def enqueue_server(variant: Variant, mode: str) -> None:
+    """Serve enqueue chunks: each line "N" on stdin publishes N more jobs; prints seconds."""
+    done = 0
+    for line in sys.stdin:
+        n = int(line)
+        print(json.dumps({"seconds": enqueue_only(variant, n, mode, start=done)}), flush=True)
+        done += n
+
+
+def run_enqueue(variant: Variant, n: int, env: dict[str, str], mode: str = "single") -> float:
     proc = subprocess.run(
-        [sys.executable, __file__, "--enqueue-only", variant.name, "--n", str(n)],
+        [sys.executable, __file__, "--enqueue-only", variant.name, "--n", str(n), "--mode", mode],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -215,6 +302,7 @@ class Worker:
 
     def __init__(self, variant: Variant, index: int, env: dict[str, str], log_dir: Path) -> None:
         self.hostname = f"drain{index}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+        self.kind = variant.kind
         self.command = [
             sys.executable,
             "-m",
@@ -226,11 +314,15 @@ class Worker:
             "-n",
             self.hostname,
         ]
+        if variant.kind == "dramatiq":
+            self.command = [sys.executable, "-m", "dramatiq", variant.app, *variant.worker_args]
         self.env = env
         self.log_path = log_dir / f"{variant.name}-{index}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0
 
     def start(self) -> None:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -240,6 +332,14 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def new_log(self) -> str:
+        """What this worker logged since it was started."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -288,7 +388,13 @@ def machine_busy() -> tuple[float, float]:
     return sum(values[0:3]) / CLK_TCK, sum(values[5:7]) / CLK_TCK
 
 
+DRAMATIQ_READY = "ready for action"
+
+
 def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -> None:
+    if workers and workers[0].kind == "dramatiq":
+        wait_dramatiq_ready(workers, timeout)
+        return
     pending = {w.hostname for w in workers}
     deadline = time.monotonic() + timeout
     while pending:
@@ -301,7 +407,68 @@ def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -
             pending -= set(reply)
 
 
+def wait_dramatiq_ready(workers: list[Worker], timeout: float) -> None:
+    """Each ``dramatiq`` command logs one "ready for action" line per worker process."""
+    deadline = time.monotonic() + timeout
+    processes = 2
+    while True:
+        for worker in workers:
+            worker.check_alive()
+        ready = sum(w.new_log().count(DRAMATIQ_READY) for w in workers)
+        if ready >= processes * len(workers):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"dramatiq workers not ready within {timeout}s")
+        time.sleep(0.1)
+
+
 # -- one run ---------------------------------------------------------------------------------
+
+
+def fresh_database(client: redis.Redis, variant: Variant) -> None:
+    """FLUSHDB; for the platform, the bench resource's limit (10**6/s: it never denies)."""
+    client.flushdb()
+    if variant.platform:
+        from sandbox_platform.guards.governor import Governor
+
+        Governor(client, KEY_PREFIX).set_limit("bench", 10**6, 1)
+
+
+def start_workers(workers: list[Worker], redis_url: str) -> float:
+    """Start ``workers`` and wait until every one is ready; the seconds it took."""
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    # a fresh control app per run: kombu caches declared queues per connection, and
+    # the database was just flushed
+    control_app = Celery("drain_control", broker=redis_url, set_as_current=False)
+    try:
+        wait_ready(workers, control_app)
+    finally:
+        control_app.close()
+    startup = time.perf_counter() - started
+    time.sleep(0.5)  # let the consumers settle into their blocking pop
+    return startup
+
+
+def latency_run(
+    variant: Variant, n: int, client: redis.Redis, env: dict[str, str], log_dir: Path, url: str
+) -> list[float]:
+    """Enqueue -> start latency of n jobs sent at LATENCY_RATE/s to idle, ready workers (ms)."""
+    fresh_database(client, variant)
+    workers = [Worker(variant, i, env, log_dir) for i in range(variant.workers)]
+    try:
+        start_workers(workers, url)
+        run_enqueue(variant, n, env, mode="latency")
+        deadline = time.monotonic() + 60
+        while client.llen(LATENCY_KEY) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{variant.name}: latency jobs not done")
+            time.sleep(POLL_SECONDS)
+    finally:
+        for worker in workers:
+            worker.kill()
+    return sorted(float(v) * 1000 for v in client.lrange(LATENCY_KEY, 0, -1))
 
 
 def one_run(
@@ -315,11 +482,7 @@ def one_run(
 ) -> RunResult:
     redis_pid = int(client.info("server").get("process_id") or 0)
     load_before = os.getloadavg()[0]
-    client.flushdb()
-    if variant.platform:
-        from sandbox_platform.guards.governor import Governor
-
-        Governor(client, KEY_PREFIX).set_limit("bench", 10**6, 1)
+    fresh_database(client, variant)
     enqueue_seconds = run_enqueue(variant, n, env)
     queued = client.llen(variant.queue)
     if queued != n:
@@ -327,27 +490,18 @@ def one_run(
     client.rename(variant.queue, STAGING_KEY)
     workers = [Worker(variant, i, env, log_dir) for i in range(variant.workers)]
     try:
-        started = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        # a fresh control app per run: kombu caches declared queues per connection, and
-        # the database was just flushed
-        control_app = Celery("drain_control", broker=redis_url, set_as_current=False)
-        try:
-            wait_ready(workers, control_app)
-        finally:
-            control_app.close()
-        startup = time.perf_counter() - started
-        time.sleep(0.5)  # let the consumers settle into their blocking pop
+        startup = start_workers(workers, redis_url)
         pgids = {w.process.pid for w in workers if w.process is not None}
         cpu_before = group_cpu(pgids)
         redis_before, busy_before = pid_cpu(redis_pid), machine_busy()
+        calls_before = command_calls(client)
         released = time.perf_counter()
         client.rename(STAGING_KEY, variant.queue)
-        first_at, first_count = 0.0, 0
+        first_at, first_count, polls = 0.0, 0, 0
         deadline = released + max(120.0, n / 20)
         while True:
             count = int(client.get(COUNTER_KEY) or 0)
+            polls += 1
             now = time.perf_counter()
             if count and not first_at:
                 first_at, first_count = now, count
@@ -360,6 +514,7 @@ def one_run(
                     worker.check_alive()
             time.sleep(POLL_SECONDS)
         done_at = time.perf_counter()
+        calls, by_command = calls_per_job(calls_before, command_calls(client), polls, n)
         cpu_after = group_cpu(pgids)
         redis_after, busy_after = pid_cpu(redis_pid), machine_busy()
         admitted: int | None = None
@@ -370,6 +525,9 @@ def one_run(
             admitted = int(client.hget(stats_key, "admitted") or 0)
             if admitted < n:  # every job must have passed the governor
                 raise RuntimeError(f"{variant.name}: governor admitted {admitted} of {n} jobs")
+        idem_bytes = idem_keys = None
+        if variant.task == "drain_idem":
+            idem_bytes, idem_keys = idempotency_memory(client, n)
     finally:
         for worker in workers:
             worker.kill()
@@ -401,6 +559,10 @@ def one_run(
         other_cpu_share=other,
         irq_cpu_share=irq,
         governor_admitted=admitted,
+        redis_calls_per_job=calls,
+        redis_calls_by_command=by_command,
+        idem_bytes_per_job=idem_bytes,
+        idem_keys_per_job=idem_keys,
         per_process_cpu_seconds=per_process,
     )
 
@@ -432,6 +594,7 @@ def summarize(results: list[RunResult], names: list[str]) -> dict[str, dict[str,
             "busiest_share_median": statistics.median(r.busiest_process_cpu_share for r in mine),
             "startup_median": statistics.median(r.startup_seconds for r in mine),
             "redis_cpu_us_per_job_median": statistics.median(r.redis_cpu_us_per_job for r in mine),
+            "redis_calls_per_job_median": statistics.median(r.redis_calls_per_job for r in mine),
             "other_cpu_max": max(r.other_cpu_share for r in mine),
             "irq_cpu_median": statistics.median(r.irq_cpu_share for r in mine),
         }
@@ -454,7 +617,7 @@ def print_report(summary: dict[str, dict[str, Any]], header: dict[str, Any]) -> 
     print()
     head = (
         f"{'variant':<54} {'drain jobs/s':>12} {'min-max':>13} {'vs 1':>6} {'vs 2':>6}"
-        f" {'worker CPU':>10} {'busiest':>7} {'redis CPU':>9} {'other':>5}"
+        f" {'worker CPU':>10} {'busiest':>7} {'redis CPU':>9} {'calls':>5} {'other':>5}"
     )
     print(head)
     print("-" * len(head))
@@ -465,7 +628,8 @@ def print_report(summary: dict[str, dict[str, Any]], header: dict[str, Any]) -> 
         print(
             f"{BY_NAME[name].label:<54} {_fmt(s['drain_median']):>12} {span:>13} {v1:>6} {v2:>6}"
             f" {s['cpu_us_per_job_median']:>10,.0f} {s['busiest_share_median']:>7.0%}"
-            f" {s['redis_cpu_us_per_job_median']:>9,.0f} {s['other_cpu_max']:>5.2f}"
+            f" {s['redis_cpu_us_per_job_median']:>9,.0f} {s['redis_calls_per_job_median']:>5.1f}"
+            f" {s['other_cpu_max']:>5.2f}"
         )
     print()
     ebase = summary.get("bare-default", {}).get("enqueue_median")
@@ -482,6 +646,7 @@ def print_report(summary: dict[str, dict[str, Any]], header: dict[str, Any]) -> 
         "worker CPU = all worker processes' CPU during the drain / N, in us per job (median); "
         "busiest = the busiest worker process's CPU / drain wall time (median);\n"
         "redis CPU = redis-server's CPU during the drain / N, in us per job (median); "
+        "calls = Redis commands per job during the drain (INFO commandstats; median); "
         "other = cores used by everything else during the drain (other processes, this "
         "bench's poller), max over runs: above ~0.2 the machine was not idle; "
         "irq/softirq time (loopback traffic) is in neither and is in the --json output."
@@ -521,6 +686,126 @@ def print_events_cost(cost: dict[str, Any] | None) -> None:
     )
 
 
+# -- the phases besides the drain: enqueue, latency, governor -------------------------
+
+LATENCY_VARIANTS = ("bare-default", "platform-guarded")
+
+
+def extra_phases(
+    names: list[str],
+    run: int,
+    args: argparse.Namespace,
+    client: redis.Redis,
+    env: dict[str, str],
+    log_dir: Path,
+    extras: dict[str, Any],
+) -> None:
+    """Run ``run`` of the latency phase (for the variants selected)."""
+    for name in (n for n in LATENCY_VARIANTS if n in names):
+        ms = latency_run(BY_NAME[name], args.latency_n, client, env, log_dir, args.redis_url)
+        row = latency_summary(ms)
+        extras["latency"].setdefault(name, []).append(row)
+        print(
+            f"run {run} {name:<17} latency enqueue->start p50 {row['p50']:.2f} ms  "
+            f"p99 {row['p99']:.2f} ms  max {row['max']:.2f} ms",
+            flush=True,
+        )
+
+
+def latency_summary(ms: list[float]) -> dict[str, float]:
+    """p50, p99 and max of sorted latencies in ms."""
+    return {
+        "p50": ms[len(ms) // 2],
+        "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+        "max": ms[-1],
+    }
+
+
+#: the enqueue kinds of the enqueue phase: (variant, mode)
+ENQUEUE_KINDS = (
+    ("bare-default", "single"),
+    ("platform-guarded", "single"),
+    ("platform-idem", "single"),
+    ("platform-guarded", "bulk"),
+    ("dramatiq", "single"),
+)
+ENQUEUE_CHUNK = 500
+
+
+class EnqueueServer:
+    """One ``--enqueue-server`` subprocess: an app that publishes chunks on demand."""
+
+    def __init__(self, name: str, mode: str, env: dict[str, str]) -> None:
+        self.label = f"{name} {mode}"
+        command = [sys.executable, __file__, "--enqueue-server", name, "--mode", mode]
+        self.process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def chunk(self, n: int) -> float:
+        """Publish n jobs; the seconds it took."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{n}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"enqueue server {self.label} died")
+        return float(json.loads(line)["seconds"])
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+def enqueue_phase(
+    names: list[str], rounds: int, client: redis.Redis, env: dict[str, str]
+) -> dict[str, list[float]]:
+    """Jobs/s of each enqueue kind, in ENQUEUE_CHUNK chunks interleaved kind by kind
+    (round r of every kind, then round r+1): one long-lived publisher per kind, so start-up
+    is not measured and drift hits every kind alike."""
+    kinds = [(name, mode) for name, mode in ENQUEUE_KINDS if name in names]
+    fresh_database(client, BY_NAME["platform-guarded"])
+    servers = [EnqueueServer(name, mode, env) for name, mode in kinds]
+    rates: dict[str, list[float]] = {server.label: [] for server in servers}
+    try:
+        for server in servers:  # warm up: connections, scripts, declarations
+            server.chunk(50)
+        for _ in range(rounds):
+            for server in servers:
+                rates[server.label].append(ENQUEUE_CHUNK / server.chunk(ENQUEUE_CHUNK))
+            fresh_database(client, BY_NAME["platform-guarded"])
+    finally:
+        for server in servers:
+            server.close()
+        client.flushdb()
+    for label, values in rates.items():
+        print(
+            f"enqueue {label:<26} {statistics.median(values):8,.0f} jobs/s "
+            f"({_fmt(min(values))}-{_fmt(max(values))}, {len(values)} chunks of {ENQUEUE_CHUNK})",
+            flush=True,
+        )
+    return rates
+
+
+def governor_phase(url: str) -> dict[str, Any]:
+    """bench_governor's decision rates (ours vs raw EVALSHA) and 8-process over-admission."""
+    from bench.bench_governor import cleanup, decision_rates, over_admission
+
+    prefix = f"govbench{os.getpid()}"
+    try:
+        ours, raw = decision_rates(url, prefix)
+        bound = over_admission(url, prefix)
+    finally:
+        cleanup(url, prefix)
+    print(
+        f"governor decisions/s one connection: ours {ours:,.0f}, raw EVALSHA {raw:,.0f}; "
+        f"{bound['processes']} processes on one bucket: admitted {bound['admitted']} of "
+        f"bound {bound['bound']}",
+        flush=True,
+    )
+    return {"ours": ours, "raw": raw, "bound": bound}
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -544,10 +829,24 @@ def main() -> None:
         help="SANDBOX_PLATFORM_LOG_LEVEL for the platform workers (default: unset, i.e. the "
         "platform's default INFO, which logs Celery's received/succeeded lines per job)",
     )
+    parser.add_argument(
+        "--latency-n", type=int, default=1000, help="jobs per latency run (default 1000)"
+    )
+    parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="drain and enqueue only: no bulk enqueue, latency, governor or target rows",
+    )
     parser.add_argument("--enqueue-only", help=argparse.SUPPRESS)
+    parser.add_argument("--enqueue-server", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="single", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.enqueue_only:
-        enqueue_only(BY_NAME[args.enqueue_only], args.n)
+        seconds = enqueue_only(BY_NAME[args.enqueue_only], args.n, args.mode)
+        print(json.dumps({"seconds": seconds}))
+        return
+    if args.enqueue_server:
+        enqueue_server(BY_NAME[args.enqueue_server], args.mode)
         return
 
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally blocks kill the workers
@@ -580,6 +879,7 @@ def main() -> None:
         "platform_log_level": args.platform_log_level or "INFO (platform default)",
     }
     results: list[RunResult] = []
+    extras: dict[str, Any] = {"latency": {}, "enqueue": {}, "governor": None}
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
         tmpdir = Path(tmp)
         db_url = f"sqlite:///{tmpdir / 'sandbox.sqlite3'}"
@@ -618,6 +918,11 @@ def main() -> None:
                         f"load {result.loadavg_1m_before:.1f}",
                         flush=True,
                     )
+                if not args.no_extras:
+                    extra_phases(names, run, args, client, env, log_dir, extras)
+            if not args.no_extras:
+                extras["enqueue"] = enqueue_phase(names, args.runs * 4, client, env)
+                extras["governor"] = governor_phase(args.redis_url)
         finally:
             client.flushdb()
     header["loadavg_at_end"] = os.getloadavg()
@@ -626,12 +931,15 @@ def main() -> None:
     cost = events_cost(results)
     print_report(summary, header)
     print_events_cost(cost)
+    if not args.no_extras:
+        print_targets(target_rows(results, extras))
     print(f"total {header['total_seconds']}s, load average at start {header['loadavg_at_start']}")
     if args.json:
         payload = {
             "header": header,
             "summary": summary,
             "events_cost": cost,
+            "extras": extras,
             "runs": [vars(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2))

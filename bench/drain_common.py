@@ -8,15 +8,26 @@ and the platform do around it.
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 
-__all__ = ["COUNTER_KEY", "ENV_DB", "ENV_PREFIX", "ENV_REDIS", "incr", "redis_url"]
+__all__ = [
+    "COUNTER_KEY",
+    "ENV_DB",
+    "ENV_PREFIX",
+    "ENV_REDIS",
+    "LATENCY_KEY",
+    "incr",
+    "record_latency",
+    "redis_url",
+]
 
 ENV_REDIS = "SP_DRAIN_REDIS_URL"
 ENV_DB = "SP_DRAIN_DATABASE_URL"
 ENV_PREFIX = "SP_DRAIN_KEY_PREFIX"
 COUNTER_KEY = "drainbench:count"
+LATENCY_KEY = "drainbench:latency"
 
 _client: redis.Redis | None = None
 _client_pid = 0
@@ -26,10 +37,19 @@ def redis_url() -> str:
     return os.environ.get(ENV_REDIS, "redis://127.0.0.1:6379/7")
 
 
-def incr() -> None:
-    """The task body of every variant: one INCR of the counter."""
+def _redis() -> redis.Redis:
     global _client, _client_pid
     if _client is None or _client_pid != os.getpid():
         _client = redis.Redis.from_url(redis_url())
         _client_pid = os.getpid()
-    _client.incr(COUNTER_KEY)
+    return _client
+
+
+def incr() -> None:
+    """The task body of every variant: one INCR of the counter."""
+    _redis().incr(COUNTER_KEY)
+
+
+def record_latency(sent_at: float) -> None:
+    """The latency task's body: how long after ``sent_at`` (``time.time()``) it started."""
+    _redis().rpush(LATENCY_KEY, time.time() - sent_at)
