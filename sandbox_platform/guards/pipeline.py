@@ -90,6 +90,16 @@ def _hook(guard: Guard, hook: str) -> Iterator[None]:
         raise GuardHookError(f"guard {guard.name!r} failed in {hook}: {exc!r}") from exc
 
 
+@contextmanager
+def _enqueue_hook(guard: Guard, hook: str, task_name: str) -> Iterator[None]:
+    """:func:`_hook` at the call site of an enqueue: a guard's failure is an EnqueueError."""
+    try:
+        with _hook(guard, hook):
+            yield
+    except GuardHookError as exc:
+        raise EnqueueError(f"{task_name}: {exc}") from exc.__cause__
+
+
 class Pipeline:
     """The guards of one process, bound to its services, and the run loop around a job."""
 
@@ -118,11 +128,8 @@ class Pipeline:
     def enqueue(self, call: EnqueueCall) -> str | None:
         """Run every ``at_enqueue`` hook; return an existing job's id when one answered."""
         for guard in self._at_enqueue:
-            try:
-                with _hook(guard, "at_enqueue"):
-                    guard.at_enqueue(call)
-            except GuardHookError as exc:
-                raise EnqueueError(f"{call.task_name}: {exc}") from exc.__cause__
+            with _enqueue_hook(guard, "at_enqueue", call.task_name):
+                guard.at_enqueue(call)
             if call.existing_id is not None:
                 return call.existing_id
         plan_admission(call, self._contribute)
@@ -135,22 +142,16 @@ class Pipeline:
             call.batched = True
             self.enqueue(call)
         for guard in self._at_enqueue_batch:
-            try:
-                with _hook(guard, "at_enqueue_batch"):
-                    guard.at_enqueue_batch(calls)
-            except GuardHookError as exc:
-                raise EnqueueError(f"{calls[0].task_name}: {exc}") from exc.__cause__
+            with _enqueue_hook(guard, "at_enqueue_batch", calls[0].task_name):
+                guard.at_enqueue_batch(calls)
         return [call.existing_id for call in calls]
 
     def published(self, call: EnqueueCall) -> str | None:
         """After the publish: each guard reads what the transport answered for work it
         folded into the publish; an existing job's id (nothing was pushed) or None."""
         for guard in self._after_publish:
-            try:
-                with _hook(guard, "after_publish"):
-                    guard.after_publish(call)
-            except GuardHookError as exc:
-                raise EnqueueError(f"{call.task_name}: {exc}") from exc.__cause__
+            with _enqueue_hook(guard, "after_publish", call.task_name):
+                guard.after_publish(call)
         return call.existing_id
 
     def enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
