@@ -13,17 +13,23 @@ Variants (the task body is the same single ``INCR`` of one counter key in every 
    with the lean flags (what ``sandbox-platform worker`` starts on 2 cores);
 4. ``platform-guarded``: the same topology, a ``guarded_task`` with ``governor=["bench"]``
    (limit 10**6/s, never denies): mode check, admission Lua, recorder;
-5. ``platform-idem``: the guarded task with ``idempotency_key="{i}"``: enqueue-side
-   SET NX (+ GET on a duplicate), worker-side claim + complete;
+5. ``platform-idem``: the guarded task with ``idempotency_key="{i}"``: enqueue-side dedupe
+   folded into the publish, claim with the fetch, complete after the run;
 6. ``platform-guarded-events``: variant 4 with the flags of ``sandbox-platform worker
-   --events`` (``-E``, worker heartbeat on, no gossip, no mingle): what Flower costs.
+   --events`` (``-E``, worker heartbeat on, no gossip, no mingle): what Flower costs;
+7. ``dramatiq``: Dramatiq, Redis broker, 2 processes x 4 threads, the same body;
+8. ``platform-guarded-split``: variant 4 with the coordination keys in db 8 (the fallback
+   path: admission with its own round trip).
 
-Each run: flush db 7; enqueue N jobs with ``apply_async`` in a fresh subprocess (timed: the
-enqueue rate); move the queue aside (RENAME); start the workers (own session each) and wait
-until every one answers ``control.ping``; move the queue back (RENAME, atomic: all N are there
-at once); poll the counter every few ms. The drain rate is jobs/s from the first consumed job
-(first non-zero counter) to the last finished one (counter == N). Workers are SIGKILLed by
-process group in a ``finally`` block, also on error, Ctrl-C or SIGTERM.
+Then (unless ``--no-extras``) an interleaved enqueue phase, a latency phase, the governor's
+decision cost and over-admission, and the target table (bench/README.md).
+
+Each run: flush db 7 (and db 8); enqueue N jobs with ``apply_async`` in a fresh subprocess
+(timed: the enqueue rate); move the queue aside (RENAME); start the workers (own session
+each) and wait until every one answers ``control.ping``; move the queue back (RENAME, atomic:
+all N are there at once); poll the counter every few ms. The drain rate is jobs/s from the
+first consumed job (first non-zero counter) to the last finished one (counter == N). Workers
+are SIGKILLed by process group in a ``finally`` block, also on error, Ctrl-C or SIGTERM.
 
 ``--platform-log-level WARNING`` runs the platform workers at WARNING instead of the platform's
 default INFO (at INFO they log Celery's received/succeeded lines for every job). See
@@ -94,7 +100,7 @@ class Variant:
 
     @property
     def guarded(self) -> bool:
-        return self.task in ("drain_guarded", "drain_idem")
+        return self.task in ("drain_guarded", "drain_idem", "drain_split")
 
 
 BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
@@ -160,6 +166,15 @@ VARIANTS = (
         EVENTS_ARGS,
     ),
 )
+SPLIT = Variant(
+    "platform-guarded-split",
+    "8 platform, guarded, coordination in another db",
+    "bench.drain_platform:platform_split_app",
+    "drain_split",
+    PLATFORM_QUEUE,
+    2,
+    PLATFORM_ARGS,
+)
 DRAMATIQ = Variant(
     "dramatiq",
     "7 Dramatiq, Redis broker, 2 processes x 4 threads",
@@ -170,7 +185,7 @@ DRAMATIQ = Variant(
     ("--processes", "2", "--threads", "4"),
     kind="dramatiq",
 )
-VARIANTS = (*VARIANTS, DRAMATIQ)
+VARIANTS = (*VARIANTS, DRAMATIQ, SPLIT)
 BY_NAME = {v.name: v for v in VARIANTS}
 
 
@@ -425,13 +440,23 @@ def wait_dramatiq_ready(workers: list[Worker], timeout: float) -> None:
 # -- one run ---------------------------------------------------------------------------------
 
 
+def coordination(client: redis.Redis, variant: Variant) -> redis.Redis:
+    """The Redis holding ``variant``'s coordination keys: the broker's, or for the split
+    variant the next database (flushed with the broker's)."""
+    if variant is not SPLIT:
+        return client
+    kwargs = client.connection_pool.connection_kwargs
+    return redis.Redis(host=kwargs["host"], port=kwargs["port"], db=int(kwargs["db"]) + 1)
+
+
 def fresh_database(client: redis.Redis, variant: Variant) -> None:
     """FLUSHDB; for the platform, the bench resource's limit (10**6/s: it never denies)."""
     client.flushdb()
+    coordination(client, SPLIT).flushdb()
     if variant.platform:
         from sandbox_platform.guards.governor import Governor
 
-        Governor(client, KEY_PREFIX).set_limit("bench", 10**6, 1)
+        Governor(coordination(client, variant), KEY_PREFIX).set_limit("bench", 10**6, 1)
 
 
 def start_workers(workers: list[Worker], redis_url: str) -> float:
@@ -522,7 +547,7 @@ def one_run(
             from sandbox_platform.guards.governor import governor_keys
 
             stats_key = governor_keys(KEY_PREFIX, "bench").stats
-            admitted = int(client.hget(stats_key, "admitted") or 0)
+            admitted = int(coordination(client, variant).hget(stats_key, "admitted") or 0)
             if admitted < n:  # every job must have passed the governor
                 raise RuntimeError(f"{variant.name}: governor admitted {admitted} of {n} jobs")
         idem_bytes = idem_keys = None
@@ -925,6 +950,7 @@ def main() -> None:
                 extras["governor"] = governor_phase(args.redis_url)
         finally:
             client.flushdb()
+            coordination(client, SPLIT).flushdb()
     header["loadavg_at_end"] = os.getloadavg()
     header["total_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(results, names)

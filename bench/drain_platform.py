@@ -4,7 +4,9 @@ Built with :func:`sandbox_platform.app.factory.create_app` from settings given b
 variables (``SP_DRAIN_REDIS_URL``, ``SP_DRAIN_DATABASE_URL``, ``SP_DRAIN_KEY_PREFIX``). Three
 tasks with the same body (one INCR): a plain Celery task on the platform app, a guarded task
 behind the governor, and the same guarded task with an idempotency key per job; and a guarded
-latency task (it records how long after its enqueue it started).
+latency task (it records how long after its enqueue it started). ``platform_split_app`` is the
+guarded task again with the coordination keys in the next Redis database (no admission with
+the fetch: the fallback path).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ __all__ = [
     "drain_idem",
     "drain_latency",
     "drain_plain",
+    "drain_split",
     "platform_app",
+    "platform_split_app",
+    "split_url",
 ]
 
 GOVERNOR_RESOURCE = "bench"
@@ -49,6 +54,30 @@ def drain_guarded(i: int) -> None:
 
 @guarded_task(platform_app, name="drain.idem", governor=[GOVERNOR_RESOURCE], idempotency_key="{i}")
 def drain_idem(i: int) -> None:
+    incr()
+
+
+def split_url() -> str:
+    """The coordination Redis of the split app: the broker's server, the next database."""
+    base, _, db = redis_url().rpartition("/")
+    return f"{base}/{int(db) + 1}"
+
+
+#: the same platform with its coordination keys in another Redis database than the broker's:
+#: the transport cannot admit with the fetch, so the pipeline admits with its own round trip
+platform_split_app = create_app(
+    load_settings(
+        redis_url=split_url(),
+        broker_url=redis_url(),
+        database_url=os.environ[ENV_DB],
+        key_prefix=os.environ.get(ENV_PREFIX, "spdrain"),
+    ),
+    main="drain_platform_split",
+)
+
+
+@guarded_task(platform_split_app, name="drain.guarded", governor=[GOVERNOR_RESOURCE])
+def drain_split(i: int) -> None:
     incr()
 
 
