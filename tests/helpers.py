@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -134,3 +136,30 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def run_at_once(
+    script: str, args: list[str], env: dict[str, str], count: int, go: Any
+) -> list[tuple[int, str, str]]:
+    """Start ``count`` ``python -c script *args`` processes that wait for a signal, call
+    ``go()`` to release them together, and return each one's (exit code, stdout, stderr).
+    Every process is killed by its pid if it is still running at the end."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        go()
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]

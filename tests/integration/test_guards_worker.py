@@ -26,7 +26,7 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, Effect, JobRun
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.tasks import enqueue
-from tests.helpers import platform_env, wait_until
+from tests.helpers import platform_env, run_at_once, wait_until
 from tests.task_defs import orders, register
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]
@@ -96,24 +96,12 @@ def test_twenty_processes_one_key_one_execution(
     reset_runtime()
     app = create_app(load_settings(**settings))
     worker_factory(app, WORKER_APP, result_backend="redis")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", ENQUEUE_SAME_KEY, redis_url],
-            env=platform_env(**settings),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(20)
-    ]
-    try:
-        redis_client.set("go", 1)
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outputs]
+    done = run_at_once(
+        ENQUEUE_SAME_KEY, [redis_url], platform_env(**settings), 20,
+        lambda: redis_client.set("go", 1),
+    )  # fmt: skip
+    outputs = [(out, err) for _, out, err in done]
+    assert all(code == 0 for code, _, _ in done), [o[1][-500:] for o in outputs]
     ids = {out.split()[0] for out, _ in outputs}
     results = {out.strip().splitlines()[1] for out, _ in outputs}
     assert len(ids) == 1, ids

@@ -7,9 +7,6 @@ running it dies and the job is redelivered."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from sqlalchemy import func, select
 
@@ -17,7 +14,7 @@ from sandbox_platform import create_app, load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, Effect
 from tests.fault_tasks import register_faults
-from tests.helpers import platform_env, wait_until
+from tests.helpers import platform_env, run_at_once, wait_until
 
 pytestmark = pytest.mark.slow
 FAULTS_APP = "tests.faults_app"
@@ -75,25 +72,12 @@ def test_one_key_from_twenty_processes_is_one_effect_even_when_its_worker_dies(
     try:
         register_faults(app)
         first = worker_factory(app, FAULTS_APP, **overrides)
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", ENQUEUE_ONE_KEY, redis_url],
-                env=platform_env(**settings),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(20)
-        ]
-        try:
-            redis_client.set("go", 1)
-            outputs = [p.communicate(timeout=120) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait(10)
-        assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
+        done = run_at_once(
+            ENQUEUE_ONE_KEY, [redis_url], platform_env(**settings), 20,
+            lambda: redis_client.set("go", 1),
+        )  # fmt: skip
+        outputs = [(out, err) for _, out, err in done]
+        assert all(code == 0 for code, _, _ in done), [err[-500:] for _, err in outputs]
         assert len({out.strip() for out, _ in outputs}) == 1  # one job id for all twenty
 
         wait_until(lambda: redis_client.llen("storm-starts") == 1, timeout=60)
