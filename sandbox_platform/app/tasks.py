@@ -23,7 +23,9 @@ from typing import Any, TypeVar, cast
 
 from celery import Celery, Task
 from celery.result import AsyncResult
+from kombu.utils.uuid import uuid
 
+from sandbox_platform.app.bulk import BulkPublisher
 from sandbox_platform.app.runtime import runtime_for
 from sandbox_platform.app.transport import ADMIT_OPTION
 from sandbox_platform.core.errors import UnknownTaskError
@@ -157,6 +159,7 @@ class GuardedTask(Task[Any, Any]):
         prepared = [self._enqueue_call(args, kwargs, None, dict(options)) for args, kwargs in calls]
         if not prepared:
             return []
+        self._check_arguments(prepared)
         existing = runtime.pipeline.enqueue_many(prepared)
         try:
             return self._publish_many(prepared, existing)
@@ -171,22 +174,30 @@ class GuardedTask(Task[Any, Any]):
     ) -> list[AsyncResult[Any]]:
         results: list[AsyncResult[Any]] = []
         with self.app.producer_or_acquire() as producer, producer.batch(BATCH_SIZE):
+            direct = BulkPublisher(self, producer)
             for call, found in zip(prepared, existing, strict=True):
                 if found is not None:
                     results.append(self.AsyncResult(found))
                     continue
                 declared = _declared_once(self, call.options)
-                results.append(
-                    super().apply_async(
-                        call.args,
-                        call.kwargs,
-                        task_id=call.task_id,
-                        producer=producer,
-                        **call.options,
+                task_id = call.task_id or uuid()
+                result = None
+                if call.options.get("declare") == []:  # not the route's first publish
+                    result = direct.publish(task_id, call.args, call.kwargs, call.options)
+                if result is None:  # the route's first job, or options only Celery knows
+                    result = super().apply_async(
+                        call.args, call.kwargs, task_id=task_id, producer=producer, **call.options
                     )
-                )
-                declared()
+                    declared()
+                results.append(result)
         return results
+
+    def _check_arguments(self, prepared: Sequence[EnqueueCall]) -> None:
+        """Celery's argument check (``typing``), for every job before any is published."""
+        check = getattr(self, "__header__", None) if self.typing else None
+        if check is not None:
+            for call in prepared:
+                check(*call.args, **call.kwargs)
 
     def delay_many(
         self, items: Iterable[Sequence[Any] | Mapping[str, Any]]

@@ -5,11 +5,14 @@ publishes nothing."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 from collections.abc import Iterator
 
 import pytest
 import redis
+from celery import signals
 from redis.connection import Connection
 from sqlalchemy import select
 
@@ -142,3 +145,80 @@ def test_a_failed_publish_forgets_its_dedupe_keys(
     finally:
         reset_runtime()
         app.close()
+
+
+VOLATILE_HEADERS = {"id", "root_id", "eta", "expires", "sp_correlation_id", "sp_enqueued_at"}
+VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag"}
+
+
+def _messages(client: redis.Redis) -> list[dict[str, object]]:
+    """Every message in the platform's queues (any priority), newest first, with the fields
+    that differ from job to job (ids, times) left out."""
+    found = []
+    for key in sorted(client.keys(f"{QUEUE}*")):
+        for raw in client.lrange(key, 0, -1):
+            message = json.loads(raw)
+            headers = {k: v for k, v in message["headers"].items() if k not in VOLATILE_HEADERS}
+            properties = message["properties"]
+            kept = {k: v for k, v in properties.items() if k not in VOLATILE_PROPERTIES}
+            body = json.loads(base64.b64decode(message["body"]))
+            found.append({**message, "headers": headers, "properties": kept, "body": body})
+    return found
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"countdown": 30, "priority": 3}, {"expires": 60}],
+    ids=["plain", "countdown-priority", "expires"],
+)
+def test_a_bulk_job_is_the_message_apply_async_sends(options, guarded, redis_client) -> None:
+    """After a route's first job, a bulk enqueue builds the messages itself (no per-call
+    ``send_task``): each is the message ``apply_async`` sends, signals included."""
+    published: list[str] = []
+
+    def seen(headers: dict[str, object] | None = None, **_kwargs: object) -> None:
+        published.append(str((headers or {}).get("id")))
+
+    signals.before_task_publish.connect(seen, weak=False)
+    signals.after_task_publish.connect(seen, weak=False)
+    try:
+        single = guarded.write_order.apply_async(("x",), **options)
+        reference = _messages(redis_client)
+        redis_client.flushdb()
+        results = guarded.write_order.apply_many([(("x",), {})] * 3, **options)
+    finally:
+        signals.before_task_publish.disconnect(seen)
+        signals.after_task_publish.disconnect(seen)
+    bulk = _messages(redis_client)
+    assert len(reference) == 1 and len(bulk) == 3
+    assert all(message == reference[0] for message in bulk)
+    ids = [r.id for r in results]
+    assert published == [single.id] * 2 + [i for i in ids for _ in range(2)]
+    raw = [
+        json.loads(m)
+        for key in redis_client.keys(f"{QUEUE}*")
+        for m in redis_client.lrange(key, 0, -1)
+    ]
+    assert sorted(m["headers"]["id"] for m in raw) == sorted(ids)
+    assert all(m["properties"]["correlation_id"] == m["headers"]["id"] for m in raw)
+    assert all(m["headers"]["root_id"] == m["headers"]["id"] for m in raw)
+
+
+def test_a_bulk_enqueue_inside_a_task_carries_its_parent(guarded, redis_client) -> None:
+    """Jobs enqueued in bulk by a running task name it as their parent and its root as theirs,
+    as ``apply_async`` does (the worker's task stack is what Celery reads)."""
+    from celery._state import _task_stack
+
+    parent = guarded.write_order
+    parent.push_request(id="parent-1", root_id="root-1", called_directly=False)
+    _task_stack.push(parent)
+    try:
+        results = guarded.write_order.delay_many([("a",), ("b",), ("c",)])
+    finally:
+        _task_stack.pop()
+        parent.pop_request()
+    raw = [json.loads(m) for m in redis_client.lrange(QUEUE, 0, -1)]
+    assert sorted(m["headers"]["id"] for m in raw) == sorted(r.id for r in results)
+    assert {(m["headers"]["parent_id"], m["headers"]["root_id"]) for m in raw} == {
+        ("parent-1", "root-1")
+    }
