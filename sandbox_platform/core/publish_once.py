@@ -1,15 +1,16 @@
 """Enqueue-side dedupe folded into the publish: the message and its idempotency key in one
 Redis call.
 
-A guarded job with an idempotency key remembers, at enqueue, the first job published under
-that key (``{prefix}:enq:{key}`` = ``"<task id> <fingerprint>"``). Done by itself that is one
-``SET NX`` round trip before the publish. When the broker is the coordination Redis, the
-idempotency guard instead puts ``[enqueue key, value, ttl]`` in the message's
-``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out and runs one script
-(``app/lua/publish_once.lua``): if the key is free it is set *and* the message pushed; if it
-names the same task id (a retry or a deferral publishes the job again) the message is pushed;
-otherwise nothing is pushed. The *answer* (``""`` when the message was pushed, else what the
-key held) is kept here per task id for the guard to read after the publish (same thread).
+A guarded job with an idempotency key marks, at enqueue, the first job published under that
+key (the ``tid`` field of the key's record ``{prefix}:idem:r:{key}``). Done by itself that is
+one script round trip before the publish. When the broker is the coordination Redis, the
+idempotency guard instead puts ``[record key, "<task id> <fingerprint>", ttl]`` in the
+message's ``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out and runs one
+script (``app/lua/publish_once.lua``): if no job is marked it marks this one *and* pushes the
+message; if the mark names the same task id (a retry or a deferral publishes the job again)
+the message is pushed; otherwise nothing is pushed. The *answer* (``""`` when the message was
+pushed, else what the record holds) is kept here per task id for the guard to read after the
+publish (same thread).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _answers() -> dict[str, str]:
 
 
 def put_answer(task_id: str, held: str) -> None:
-    """The transport's answer for ``task_id``: what the enqueue key held ("" = set now)."""
+    """The transport's answer for ``task_id``: what the idempotency record held ("" = marked now)."""
     _answers()[task_id] = held
 
 

@@ -10,10 +10,14 @@ leaves a lease that expires; the key is then reclaimable with a larger token, an
 The database makes it correct: :func:`record_effect` inserts the :class:`Effect` row whose
 unique idempotency key is the real proof that an effect happened once.
 
-Keys (the idempotency key is the Redis Cluster hash tag of both)::
+One hash per idempotency key (the key is its Redis Cluster hash tag; fields in ``_claim.lua``)::
 
-    {prefix}:idem:r:{key}   hash    fp, state, token, lease, ttl, result
-    {prefix}:idem:f:{key}   string  fencing counter (INCR), outlives its record by an hour
+    {prefix}:idem:r:{key}   fp, tid, state, token, lease, ttl, exp, result
+
+``tid`` is the enqueue-side dedupe (the first job published under the key), ``token`` the
+fencing counter: it only grows, and the hash outlives the record's end (``exp``) by an hour to
+keep it. Records written before 0.2 kept the counter in ``{prefix}:idem:f:{key}``: the scripts
+still read it (a new token starts above it) and never write it.
 
 Lease and TTL times come from Redis ``TIME``. Redis errors are not wrapped here; callers
 that must fail closed (the admission path) wrap them.
@@ -90,14 +94,16 @@ def idempotency_keys(prefix: str, key: str) -> IdempotencyKeys:
 
 
 def fingerprint(args: Any, kwargs: Any) -> str:
-    """sha256 of the canonical JSON of ``[args, kwargs]`` (sorted keys, no spaces).
+    """The first 128 bits (32 hex digits) of the sha256 of the canonical JSON of
+    ``[args, kwargs]`` (sorted keys, no spaces).
 
-    Tuples and lists fingerprint alike. Arguments that are not JSON raise TypeError.
+    Tuples and lists fingerprint alike. Arguments that are not JSON raise TypeError. Records
+    written before 0.2 hold all 64 digits; the scripts compare those by this prefix.
     """
     canonical = json.dumps(
         [list(args), kwargs], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
 def _ms(what: str, seconds: float) -> int:
@@ -162,13 +168,18 @@ class IdempotencyStore:
         return bool(extended)
 
     def forget(self, key: str) -> None:
-        """Delete the record of ``key`` (the fencing counter stays)."""
-        self.client.delete(self.keys(key).record)
+        """Delete the record of ``key``; its fencing token stays (until the hash expires)."""
+        self.client.hdel(self.keys(key).record, *_RECORD_FIELDS)
 
     def count(self) -> int:
-        """How many keys have a record (running or done)."""
+        """How many keys have a hash in Redis (queued, running or done, or ended within the
+        hour: their fencing token)."""
         pattern = f"{self.prefix}:idem:r:*"
         return sum(1 for _ in self.client.scan_iter(match=pattern, count=1000))
+
+
+#: the fields of a record other than its fencing token
+_RECORD_FIELDS = ("fp", "tid", "state", "lease", "ttl", "exp", "result")
 
 
 def _claim(key: str, status: str, token: int, result: str, lease_ms: int) -> Claim:

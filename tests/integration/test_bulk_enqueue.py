@@ -49,6 +49,11 @@ def _commands(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+def _marked(client: redis.Redis) -> set[bytes]:
+    """The idempotency records that name a first job (the enqueue-side dedupe)."""
+    return {key for key in client.keys("sp:idem:r:*") if client.hexists(key, "tid")}
+
+
 def _effects(url: str) -> list[str]:
     with session_scope(url) as session:
         return sorted(session.scalars(select(Effect.idempotency_key)))
@@ -85,7 +90,7 @@ def test_one_bad_job_publishes_nothing(guarded, redis_client) -> None:
     with pytest.raises(PayloadError, match="not JSON-serialisable"):
         guarded.effect_once.delay_many([*good, ("bad", object(), "starts")])
     assert redis_client.llen(QUEUE) == 0
-    assert not redis_client.keys("sp:enq:*")  # no dedupe key was written either
+    assert not redis_client.keys("sp:idem:*")  # no dedupe mark was written either
 
 
 def test_a_key_reused_with_other_arguments_publishes_nothing(guarded, redis_client) -> None:
@@ -95,7 +100,7 @@ def test_a_key_reused_with_other_arguments_publishes_nothing(guarded, redis_clie
     with pytest.raises(IdempotencyConflict, match=r"'tests\.effect_once:same' was used before"):
         guarded.effect_once.delay_many(batch)
     assert redis_client.llen(QUEUE) == 1
-    assert redis_client.keys("sp:enq:*") == [b"sp:enq:{tests.effect_once:same}"]  # all or nothing
+    assert _marked(redis_client) == {b"sp:idem:r:{tests.effect_once:same}"}  # all or nothing
 
     twice = [("twin", 0.0, "starts-a"), ("twin", 0.0, "starts-b")]
     with pytest.raises(IdempotencyConflict, match="used twice in the batch"):
@@ -141,7 +146,7 @@ def test_a_failed_publish_forgets_its_dedupe_keys(
                 tasks.effect_once.delay_many([("lost-1", 0.0, "s"), ("lost-2", 0.0, "s")])
             else:
                 tasks.effect_once.delay("lost-1", 0.0, "s")
-        assert redis_client.keys("sp:enq:*") == []
+        assert _marked(redis_client) == set()
     finally:
         reset_runtime()
         app.close()

@@ -25,6 +25,7 @@ from sandbox_platform.guards.idempotency import (
     fingerprint,
     record_effect,
 )
+from tests.helpers import wait_until
 
 FP = fingerprint(("order-1",), {"amount": 10})
 
@@ -232,3 +233,23 @@ def test_record_effect_inserts_once(db: str, request: pytest.FixtureRequest) -> 
         ]
         assert rows[0].correlation_id == "cid-1"
         assert rows[0].result == {"ok": 1}
+
+
+def test_one_key_holds_the_dedupe_the_claim_and_the_token(redis_client) -> None:
+    """An idempotency key is one Redis hash (enqueue mark, claim, result, fencing token); once
+    it ends, only its token stays (for an hour), so a new holder's token is still larger."""
+    store = IdempotencyStore(redis_client, "sp")
+    claim = store.claim("one", "fp-1", lease_seconds=60, ttl_seconds=0.2)
+    assert store.complete("one", claim.token, '"ok"')
+    assert redis_client.keys("sp:*") == [b"sp:idem:r:{one}"]
+    wait_until(lambda: store.claim("one", "fp-2").status == "acquired", timeout=10)
+    assert redis_client.hget("sp:idem:r:{one}", "token") == str(claim.token + 1).encode()
+    assert 3_500_000 < redis_client.pttl("sp:idem:r:{one}") <= 3_600_000 + 86_400_000
+
+
+def test_a_fence_written_before_0_2_keeps_tokens_growing(redis_client) -> None:
+    """Records written before 0.2 kept their counter in a fence key of its own: a claim of
+    such a key starts above it (a holder of the old layout can never complete again)."""
+    redis_client.set("sp:idem:f:{old}", 41)
+    claim = IdempotencyStore(redis_client, "sp").claim("old", "fp")
+    assert (claim.status, claim.token) == ("acquired", 42)

@@ -66,8 +66,8 @@ def test_a_plan_that_is_not_the_jobs_own_is_released_and_the_job_admitted_again(
     worker = worker_factory(platform_app, WORKER_APP)
     wait_until(lambda: _effects(sqlite_url) == ["effect:forged-order"], timeout=60)
     assert redis_client.llen("forged-starts") == 1
-    assert redis_client.get("sp:idem:f:{forged-key}") == b"1"  # the fetch claimed it ...
-    assert not redis_client.exists("sp:idem:r:{forged-key}")  # ... and it was given back
+    forged_record = redis_client.hmget("sp:idem:r:{forged-key}", "token", "state")
+    assert forged_record == [b"1", b"queued"]  # the fetch claimed it, and gave it back
     assert redis_client.exists("sp:idem:r:{tests.effect_once:forged-order}")  # done, stored
     wait_until(lambda: "does not match the job" in worker.log_text(), timeout=10)
 
@@ -87,6 +87,8 @@ def test_a_job_stopped_before_admission_gives_back_the_claim_of_the_fetch(
         lambda: _dead_letters(sqlite_url) == [("tests.effect_once", "wrong_mode")], timeout=60
     )
     key = "tests.effect_once:wrong-mode-order"
-    assert redis_client.get(f"sp:idem:f:{{{key}}}") == b"1"  # claimed with the fetch ...
-    wait_until(lambda: not redis_client.exists(f"sp:idem:r:{{{key}}}"), timeout=10)  # released
+    record = f"sp:idem:r:{{{key}}}"
+    wait_until(  # claimed with the fetch (token 1), then released: claimable again
+        lambda: redis_client.hmget(record, "token", "state") == [b"1", b"queued"], timeout=10
+    )
     assert redis_client.llen("wrong-mode-starts") == 0

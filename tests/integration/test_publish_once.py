@@ -11,7 +11,7 @@ from sandbox_platform.core.errors import IdempotencyConflict
 from tests.integration.test_bulk_enqueue import round_trips
 
 QUEUE = "sandbox_platform.sandbox"
-KEY = b"sp:enq:{tests.effect_once:once-1}"
+KEY = "sp:idem:r:{tests.effect_once:once-1}"  # its tid field names the first job
 
 
 def test_an_idempotent_delay_is_one_round_trip_and_a_duplicate_pushes_nothing(
@@ -23,7 +23,7 @@ def test_an_idempotent_delay_is_one_round_trip_and_a_duplicate_pushes_nothing(
         first = guarded.effect_once.delay("once-1", 0.0, "s")
     assert sent[0] == 1  # the key and the message in one script
     assert redis_client.llen(QUEUE) == 2
-    assert redis_client.get(KEY).decode().split(" ")[0] == first.id
+    assert redis_client.hget(KEY, "tid") == first.id.encode()
 
     again = guarded.effect_once.delay("once-1", 0.0, "s")
     assert again.id == first.id
@@ -32,7 +32,7 @@ def test_an_idempotent_delay_is_one_round_trip_and_a_duplicate_pushes_nothing(
     with pytest.raises(IdempotencyConflict, match="used before with different arguments"):
         guarded.effect_once.delay("once-1", 1.0, "s")
     assert redis_client.llen(QUEUE) == 2
-    assert redis_client.get(KEY).decode().split(" ")[0] == first.id
+    assert redis_client.hget(KEY, "tid") == first.id.encode()
 
 
 def test_the_header_does_not_reach_the_queue(guarded, redis_client) -> None:

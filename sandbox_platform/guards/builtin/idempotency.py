@@ -33,7 +33,7 @@ from sandbox_platform.guards.base import (
     Services,
 )
 from sandbox_platform.guards.governor import resolve_resource
-from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint
+from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint, idempotency_keys
 from sandbox_platform.guards.lua import get_script
 from sandbox_platform.guards.templates import check_template
 
@@ -64,8 +64,9 @@ def _resolve_key(
 
 
 def enqueue_key(prefix: str, key: str) -> str:
-    """The Redis key that remembers the first job published under idempotency ``key``."""
-    return f"{prefix}:enq:{{{key}}}"
+    """The Redis key that remembers the first job published under idempotency ``key``: the
+    key's record (its ``tid`` field; see ``_claim.lua``)."""
+    return idempotency_keys(prefix, key).record
 
 
 class IdempotencyGuard(Guard):
@@ -184,14 +185,14 @@ class IdempotencyGuard(Guard):
             log.exception("could not release idempotency claim", key=key)
 
 
-#: scratch entry: (enqueue key, value) this enqueue wrote (forgotten if the publish fails)
+#: scratch entry: (record key, value) this enqueue marked (unmarked if the publish fails)
 _WRITTEN = "idempotency.written"
 #: scratch entry: (idempotency key, value) whose dedupe was folded into the publish
 _FOLDED = "idempotency.folded"
 
 
 def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
-    """Let the transport set the enqueue key and push the message in one call."""
+    """Let the transport mark the first job and push the message in one call."""
     value = f"{call.task_id} {fingerprint(list(call.args), call.kwargs)}"
     redis_key = enqueue_key(call.services.prefix, key)
     call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl))])
@@ -199,7 +200,7 @@ def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
 
 
 def _existing_or_conflict(call: EnqueueCall, key: str, held: str, args_fingerprint: str) -> str:
-    """The first job's id from what its enqueue key holds; another fingerprint: conflict."""
+    """The first job's id from what its record holds; another fingerprint: conflict."""
     first_id, _, first_fingerprint = held.partition(" ")
     if first_fingerprint != args_fingerprint:
         raise IdempotencyConflict(
@@ -250,24 +251,15 @@ def _text(value: Any) -> str:
 
 
 def _first_job_for(call: EnqueueCall, key: str, ttl: float) -> str | None:
-    """Enqueue-side dedupe: the id of the first job published under ``key``, if not this one.
+    """Enqueue-side dedupe: the id of the first job published under ``key``, if not this one
+    (one round trip: ``enq_dedupe.lua`` for one call).
 
     The same key with other arguments raises IdempotencyConflict at the call site.
     """
-    client = call.services.redis
-    redis_key = enqueue_key(call.services.prefix, key)
-    args_fingerprint = fingerprint(list(call.args), call.kwargs)
-    mine = f"{call.task_id} {args_fingerprint}"
-    try:
-        if client.set(redis_key, mine, nx=True, ex=max(1, int(ttl))):
-            call.scratch[_WRITTEN] = (redis_key, mine)
-            return None  # the first publication under this key: one round trip
-        existing = client.get(redis_key)
-    except redis.RedisError as exc:
-        raise EnqueueError(
-            f"{call.task_name}: Redis unreachable for enqueue dedupe: {exc}"
-        ) from None
-    if existing is None:
-        return None  # expired in between: this one is the first now
-    first_id = _existing_or_conflict(call, key, _text(existing), args_fingerprint)
-    return None if first_id == call.task_id else first_id
+    call.scratch[_SINGLE] = (key, ttl)
+    _first_jobs_for([call], _SINGLE)
+    return call.existing_id
+
+
+#: scratch entry of a single enqueue's dedupe (the batch's one-call path)
+_SINGLE = "idempotency.single"

@@ -1,15 +1,17 @@
--- enq_forget.lua: a publish failed after the enqueue-side dedupe wrote its keys: forget them,
--- so a re-submission publishes again instead of answering with a job that was never sent.
+-- enq_forget.lua: a publish failed after the enqueue-side dedupe marked its jobs: unmark
+-- them, so a re-submission publishes again instead of answering with a job never sent.
 --
--- KEYS[1], ..., KEYS[i]   an enqueue key ({prefix}:enq:{<idempotency key>})
--- ARGV[1], ..., ARGV[i]   the value this enqueue wrote there ("<task id> <fingerprint>")
+-- KEYS[1], ..., KEYS[i]   an idempotency record ({prefix}:idem:r:{<key>})
+-- ARGV[1], ..., ARGV[i]   what this enqueue marked there ("<task id> <fingerprint>")
 --
--- Each key is deleted only while it still holds that value. Returns how many were deleted.
+-- A record is unmarked only while it still names that task id. Returns how many were.
 
-local deleted = 0
+-- @include _common.lua
+-- @include _claim.lua
+
+local unmarked = 0
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then
-    deleted = deleted + redis.call('DEL', KEYS[i])
-  end
+  local space = string.find(ARGV[i], ' ', 1, true)
+  unmarked = unmarked + enq_unmark(KEYS[i], string.sub(ARGV[i], 1, (space or #ARGV[i] + 1) - 1))
 end
-return deleted
+return unmarked

@@ -1,7 +1,7 @@
 -- idem_extend.lua: renew the lease of a running claim.
 --
 -- KEYS[1]  record hash  {prefix}:idem:r:{key}
--- KEYS[2]  fence key    {prefix}:idem:f:{key}
+-- KEYS[2]  fence key    {prefix}:idem:f:{key} (read only, for records written before 0.2)
 -- ARGV[1]  fencing token
 -- ARGV[2]  new lease in milliseconds, from now (Redis time)
 --
@@ -17,7 +17,5 @@ local lease_ms = tonumber(ARGV[2])
 local now_ms = math.floor(sp_now_us() / 1000)
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl'))
 redis.call('HSET', KEYS[1], 'lease', sp_fmt(now_ms + lease_ms))
-local keep = math.max(lease_ms, ttl)
-redis.call('PEXPIRE', KEYS[1], keep)
-redis.call('PEXPIRE', KEYS[2], keep + FENCE_MARGIN_MS)
+rec_set_end(KEYS[1], now_ms + math.max(lease_ms, ttl), now_ms)
 return 1
