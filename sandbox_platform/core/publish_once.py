@@ -32,7 +32,7 @@ def _answers() -> dict[str, str]:
 
 
 def put_answer(task_id: str, held: str) -> None:
-    """The transport's answer for ``task_id``: what the idempotency record held ("" = marked now)."""
+    """The transport's answer for ``task_id``: what the record held ("" = marked now)."""
     _answers()[task_id] = held
 
 

@@ -11,13 +11,19 @@ units per token (``a / b == limit / (per_seconds * 1e6)``, reduced by their gcd)
 the exact product ``elapsed_us * a`` and the bound ``capacity + rate * elapsed`` holds to the
 unit.
 
-Keys (``prefix`` defaults to ``sp``; the resource is the Redis Cluster hash tag, so the three
-keys of one resource live in one slot)::
+Keys (``prefix`` defaults to ``sp``; the resource is the Redis Cluster hash tag, so the keys
+of one resource live in one slot)::
 
     {prefix}:gov:{resource}:cfg     hash   limit name -> "a b cap limit per_us capacity"
-    {prefix}:gov:{resource}:state   hash   limit name -> "units last_us b cap" (expires when full)
-    {prefix}:gov:{resource}:stats   hash   admitted, denied
+    {prefix}:gov:{resource}:state   hash   limit name -> "units last_us b cap"; " cfg <name>"
+                                           -> a copy of the limit's config; " admitted",
+                                           " denied" -> the decisions counted
     {prefix}:gov:resources          set    resources with a configured limit (for stats)
+
+A decision reads the state hash once and writes it once (``_governor.lua``): the config hash is
+what operators and :meth:`Governor.limits` read, and :meth:`Governor.set_limit` writes both in
+one transaction. Counters written before 0.2 in ``{prefix}:gov:{resource}:stats`` are still
+added to the ones in the state hash.
 
 A Redis that cannot be reached raises :class:`~sandbox_platform.core.errors.GovernorUnavailable`:
 the governor fails closed.
@@ -48,6 +54,11 @@ __all__ = [
     "governor_keys",
     "resolve_resource",
 ]
+
+#: state hash fields (limit names never start with a space; see _governor.lua)
+_CFG_COPY = " cfg "
+_ADMITTED = " admitted"
+_DENIED = " denied"
 
 #: Largest integer a Lua number (a double) holds exactly.
 MAX_UNITS = 2**53 - 1
@@ -88,10 +99,12 @@ class GovernorKeys:
 
     cfg: str
     state: str
+    #: where 0.1 counted decisions (read only, added to the state hash's counters)
     stats: str
 
     def as_list(self) -> list[str]:
-        return [self.cfg, self.state, self.stats]
+        """The keys a decision uses."""
+        return [self.cfg, self.state]
 
 
 def governor_keys(prefix: str, resource: str) -> GovernorKeys:
@@ -234,18 +247,19 @@ class Governor:
         with _fail_closed("set_limit"):
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(keys.cfg, name, value)
+            pipe.hset(keys.state, _CFG_COPY + name, value)
+            pipe.persist(keys.state)  # a state written before 0.2 expired when full
             pipe.sadd(self._resources_key, resource)
             pipe.execute()
         return Limit(name=name, limit=limit, per_seconds=per_us / _US, capacity=capacity)
 
     def clear_limits(self, resource: str) -> None:
-        """Remove every limit of ``resource`` (it becomes unlimited) and its bucket state."""
+        """Remove every limit of ``resource`` (it becomes unlimited) and its bucket state; its
+        counters stay."""
         keys = self.keys(resource)
         with _fail_closed("clear_limits"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(keys.cfg, keys.state)
-            pipe.srem(self._resources_key, resource)
-            pipe.execute()
+            get_script(self.client, "governor_clear")(keys=[keys.cfg, keys.state])
+            self.client.srem(self._resources_key, resource)
 
     def limits(self, resource: str) -> list[Limit]:
         """The limits configured for ``resource``, sorted by name."""
@@ -308,9 +322,13 @@ class Governor:
 
     def denials(self, resource: str) -> int:
         """How many acquires of ``resource`` were denied (counted inside the script)."""
+        keys = self.keys(resource)
         with _fail_closed("denials"):
-            value = self.client.hget(self.keys(resource).stats, "denied")
-        return int(value or 0)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(keys.state, _DENIED)
+            pipe.hget(keys.stats, "denied")
+            now, before = pipe.execute()
+        return int(now or 0) + int(before or 0)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per configured resource: ``limits`` (list of dicts), ``denials``, ``admitted``."""
@@ -319,15 +337,17 @@ class Governor:
             resources = sorted(_redis_text(m) for m in members)
             pipe = self.client.pipeline(transaction=False)
             for resource in resources:
-                pipe.hgetall(self.keys(resource).stats)
+                keys = self.keys(resource)
+                pipe.hmget(keys.state, _ADMITTED, _DENIED)
+                pipe.hmget(keys.stats, "admitted", "denied")
             counters = pipe.execute()
         out: dict[str, dict[str, Any]] = {}
-        for resource, raw in zip(resources, counters, strict=True):
-            counts = {_redis_text(k): int(v) for k, v in raw.items()}
+        for i, resource in enumerate(resources):
+            now, before = counters[2 * i], counters[2 * i + 1]
             out[resource] = {
                 "limits": [vars(limit) for limit in self.limits(resource)],
-                "denials": counts.get("denied", 0),
-                "admitted": counts.get("admitted", 0),
+                "denials": int(now[1] or 0) + int(before[1] or 0),
+                "admitted": int(now[0] or 0) + int(before[0] or 0),
             }
         return out
 

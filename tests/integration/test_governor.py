@@ -310,3 +310,26 @@ def test_bound_holds_eight_processes_ten_seconds(
     )
     assert admitted <= bound, f"over-admitted: {admitted} > {bound}"
     assert admitted >= 0.95 * bound, f"under-admitted: {admitted} < 95% of {bound}"
+
+
+def test_limits_buckets_and_counters_written_before_0_2_are_used(gov: Governor) -> None:
+    """0.1 kept the config only in the config hash, let the bucket state expire and counted in
+    a stats hash. A decision copies the config into the state hash (and keeps the state from
+    expiring: a bucket half used must not come back full), and the old counts still add up."""
+    keys = gov.keys("old")
+    gov.client.hset(keys.cfg, "per_86400s", "1 1 5 5 86400000000 5")  # 5 a day, as 0.1 wrote
+    far = 10**16  # the state was written "later than now": no refill
+    gov.client.hset(keys.state, "per_86400s", f"2 {far} 1 5")  # 2 tokens left
+    gov.client.pexpire(keys.state, 60_000)
+    gov.client.hset(keys.stats, mapping={"admitted": 3, "denied": 1})
+    gov.client.sadd(f"{gov.prefix}:gov:resources", "old")
+
+    assert [gov.acquire("old").allowed for _ in range(3)] == [True, True, False]
+    assert gov.client.pttl(keys.state) == -1  # persistent now
+    assert gov.client.hget(keys.state, " cfg per_86400s") == b"1 1 5 5 86400000000 5"
+    assert gov.stats()["old"]["admitted"] == 5 and gov.stats()["old"]["denials"] == 2
+    assert gov.denials("old") == 2
+
+    gov.clear_limits("old")  # the limit goes, the counters stay
+    assert gov.acquire("old").allowed
+    assert gov.client.hmget(keys.state, " admitted", " denied") == [b"2", b"1"]

@@ -114,11 +114,8 @@ def test_acquire_validates_cost(governor: Governor, cost: object) -> None:
 
 def test_governor_keys_share_one_hash_tag() -> None:
     keys = governor_keys("sp", "payment")
-    assert keys.as_list() == [
-        "sp:gov:{payment}:cfg",
-        "sp:gov:{payment}:state",
-        "sp:gov:{payment}:stats",
-    ]
+    assert keys.as_list() == ["sp:gov:{payment}:cfg", "sp:gov:{payment}:state"]
+    assert keys.stats == "sp:gov:{payment}:stats"  # counters of 0.1, read only
 
 
 def test_idempotency_keys_share_one_hash_tag() -> None:
@@ -137,14 +134,12 @@ def test_admission_keys_and_args() -> None:
         "p:idem:f:{k}",
         "p:gov:{a}:cfg",
         "p:gov:{a}:state",
-        "p:gov:{a}:stats",
         "p:gov:{b}:cfg",
         "p:gov:{b}:state",
-        "p:gov:{b}:stats",
     ]
     assert args == ["1", "fp", 1500, 10000, 2, 1, 2, "a", "b"]
     keys, args = admitter._keys_and_args(None, "fp", [("a", 3)], 1, 1)
-    assert keys == ["p:gov:{a}:cfg", "p:gov:{a}:state", "p:gov:{a}:stats"]
+    assert keys == ["p:gov:{a}:cfg", "p:gov:{a}:state"]
     assert args[0] == "0"
     with pytest.raises(ValueError, match="cost"):
         admitter._keys_and_args(None, "fp", [("a", 0)], 1, 1)

@@ -66,7 +66,7 @@ local function admit_here(msg, props, now)
       return NONE
     end
     local base = prefix .. ':gov:{' .. spec[1] .. '}'
-    takes[i] = {base .. ':cfg', base .. ':state', base .. ':stats', spec[2], spec[1]}
+    takes[i] = {base .. ':cfg', base .. ':state', spec[2], spec[1]}
   end
   local rec, fence = nil, nil
   if plan[1] ~= '' then

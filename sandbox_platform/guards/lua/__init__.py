@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "enq_dedupe",
     "enq_forget",
     "governor_acquire",
+    "governor_clear",
     "governor_peek",
     "idem_claim",
     "idem_complete",

@@ -4,7 +4,7 @@
 -- rec, fence  the idempotency record and fence keys, or nil without an idempotency key
 -- fp          fingerprint of the arguments
 -- lease_ms, ttl_ms
--- takes       a list of {config key, state key, stats key, cost, resource name}
+-- takes       a list of {config key, state key, cost, resource name}
 -- now         Redis time in microseconds
 --
 -- Returns {status, fencing token, result JSON or "", wait_us, resource}; see admit.lua.
@@ -20,11 +20,11 @@ local function sp_admit(rec, fence, fp, lease_ms, ttl_ms, takes, now)
   local plans = {}
   local worst_wait, worst_name = nil, ''
   for i, take in ipairs(takes) do
-    local plan = gov_plan(take[1], take[2], take[4], now)
+    local plan = gov_plan(take[1], take[2], take[3], now)
     if not plan.ok then
-      gov_deny(take[3])
+      gov_deny(take[2])
       if worst_wait == nil or worst_wait ~= -1 and (plan.wait_us == -1 or plan.wait_us > worst_wait) then
-        worst_wait, worst_name = plan.wait_us, take[5]
+        worst_wait, worst_name = plan.wait_us, take[4]
       end
     end
     plans[i] = plan
@@ -33,7 +33,7 @@ local function sp_admit(rec, fence, fp, lease_ms, ttl_ms, takes, now)
     return {'denied', 0, '', worst_wait, worst_name}
   end
   for i, take in ipairs(takes) do
-    gov_commit(plans[i], take[2], take[3])
+    gov_commit(plans[i], take[2])
   end
   if not rec then
     return {'acquired', 0, '', 0, ''}

@@ -1,25 +1,74 @@
 -- _governor.lua: token-bucket planning and commit, shared by governor_acquire.lua and admit.lua.
 --
--- Per resource (all three keys share the resource's hash tag):
+-- Per resource (both keys share the resource's hash tag):
 --   config hash  field = limit name, value = "a b cap limit per_us capacity"
 --                  a    units added per microsecond     (integer)
 --                  b    units per token                 (integer)
 --                  cap  capacity * b, the bucket size in units (integer < 2^53)
---   state hash   field = limit name, value = "units last_us b cap" (absent = full bucket);
---                b and cap as configured when written, to carry the state over a set_limit
---   stats hash   fields "admitted", "denied"
+--   state hash   what a decision reads and writes, in one HGETALL and one HSET:
+--                  "<limit name>"        "units last_us b cap" (absent = full bucket); b and
+--                                        cap as configured when written, to carry the state
+--                                        over a set_limit
+--                  " cfg <limit name>"   a copy of the limit's config (set_limit writes both
+--                                        in one transaction; copied here from the config hash
+--                                        when missing, e.g. written before 0.2)
+--                  " admitted", " denied"  the decisions counted
+--                Limit names never start with a space, so the fields cannot collide.
 --
 -- One token is b units and time adds a units per microsecond, so a refill is the exact
 -- integer elapsed_us * a: no division, no rounding, no drift.
 
--- The bucket of one limit refilled up to now (units, new last_us).
-local function gov_refill(cfg, raw_state, now)
-  local a, b, cap = cfg[1], cfg[2], cfg[3]
+local GOV_CFG = ' cfg '
+-- (locals: a global lookup per call costs on the decision's hot path)
+local gov_match, gov_byte, gov_sub, gov_num, gov_ceil = string.match, string.byte, string.sub, tonumber, math.ceil
+
+-- A limit's config "a b cap limit per_us capacity" -> a, b, cap, capacity
+local function gov_config(text)
+  local a, b, cap, capacity = gov_match(text, '^(%S+) (%S+) (%S+) %S+ %S+ (%S+)')
+  return gov_num(a), gov_num(b), gov_num(cap), gov_num(capacity)
+end
+
+-- The state hash of a resource, read in one call: limit names, their configs (same order),
+-- bucket states by name, the admitted count. Without a config copy there, the config hash is
+-- read and copied (and the state hash made persistent: a state written before 0.2 expired).
+local function gov_read(cfg_key, state_key)
+  local flat = redis.call('HGETALL', state_key)
+  local names, cfgs, states, admitted = {}, {}, {}, 0
+  for i = 1, #flat, 2 do
+    local field = flat[i]
+    if gov_byte(field, 1) ~= 32 then
+      states[field] = flat[i + 1]
+    elseif gov_byte(field, 2) == 99 then -- " cfg <name>"
+      names[#names + 1] = gov_sub(field, 6)
+      cfgs[#cfgs + 1] = flat[i + 1]
+    elseif field == ' admitted' then
+      admitted = gov_num(flat[i + 1]) or 0
+    end
+  end
+  if #names == 0 then
+    local cfg = redis.call('HGETALL', cfg_key)
+    if #cfg > 0 then
+      local copy = {}
+      for i = 1, #cfg, 2 do
+        names[#names + 1] = cfg[i]
+        cfgs[#cfgs + 1] = cfg[i + 1]
+        copy[#copy + 1] = GOV_CFG .. cfg[i]
+        copy[#copy + 1] = cfg[i + 1]
+      end
+      redis.call('HSET', state_key, unpack(copy))
+      redis.call('PERSIST', state_key)
+    end
+  end
+  return names, cfgs, states, admitted
+end
+
+-- The bucket of one limit (a, b, cap) refilled up to now (units, new last_us).
+local function gov_refill(a, b, cap, raw_state, now)
   if not raw_state then
     return cap, now
   end
-  local s = sp_numbers(raw_state)
-  local units, last, old_b, old_cap = s[1], s[2], s[3], s[4]
+  local u, l, ob, oc = gov_match(raw_state, '^(%S+) (%S+) (%S+) (%S+)')
+  local units, last, old_b, old_cap = gov_num(u), gov_num(l), gov_num(ob), gov_num(oc)
   if old_b == b and old_cap ~= cap then
     -- the capacity changed: keep what was consumed, so the headroom moves with the capacity
     units = units + (cap - old_cap)
@@ -32,35 +81,27 @@ local function gov_refill(cfg, raw_state, now)
   if elapsed <= 0 then
     return units, last -- the clock went backwards (failover): never refill from the future
   end
-  if elapsed >= math.ceil((cap - units) / a) then
+  if elapsed >= gov_ceil((cap - units) / a) then
     return cap, now
   end
   return math.min(cap, units + elapsed * a), now
 end
 
--- Plan taking `cost` tokens from every limit of one resource; writes nothing.
--- Returns a plan: configured, ok, wait_us (-1 = never), remaining (tokens), limit, entries.
+-- Plan taking `cost` tokens from every limit of one resource; writes nothing (but the config
+-- copy). Returns a plan: configured, ok, wait_us (-1 = never), remaining (tokens), limit,
+-- entries, admitted.
 local function gov_plan(cfg_key, state_key, cost, now)
   local plan = {configured = false, ok = true, wait_us = 0, remaining = -1, limit = '',
-                entries = {}, keep_us = 0}
-  local flat = redis.call('HGETALL', cfg_key)
-  if #flat == 0 then
+                entries = {}, admitted = 0}
+  local names, cfgs, states, admitted = gov_read(cfg_key, state_key)
+  if #names == 0 then
     return plan
   end
   plan.configured = true
-  local names = {}
-  for i = 1, #flat, 2 do
-    names[#names + 1] = flat[i]
-  end
-  local states = redis.call('HMGET', state_key, unpack(names))
+  plan.admitted = admitted
   for i, name in ipairs(names) do
-    local cfg = sp_numbers(flat[2 * i])
-    local a, b, cap, capacity = cfg[1], cfg[2], cfg[3], cfg[6]
-    local units, last = gov_refill(cfg, states[i], now)
-    local full_us = math.ceil(cap / a)
-    if full_us > plan.keep_us then
-      plan.keep_us = full_us
-    end
+    local a, b, cap, capacity = gov_config(cfgs[i])
+    local units, last = gov_refill(a, b, cap, states[name], now)
     local tokens = units / b
     if plan.remaining < 0 or tokens < plan.remaining then
       plan.remaining = tokens
@@ -95,23 +136,33 @@ local function gov_plan(cfg_key, state_key, cost, now)
   return plan
 end
 
--- Write a successful plan: every bucket loses its cost, "admitted" grows by one.
-local function gov_commit(plan, state_key, stats_key)
+-- Write a successful plan in one call: every bucket loses its cost, " admitted" grows by one.
+local function gov_commit(plan, state_key)
   if not plan.configured then
     return
   end
-  for _, e in ipairs(plan.entries) do
-    local value = sp_fmt(e[2]) .. ' ' .. sp_fmt(e[3]) .. ' ' .. sp_fmt(e[4]) .. ' ' .. sp_fmt(e[5])
-    redis.call('HSET', state_key, e[1], value)
+  -- '%d' (64-bit) is exact for these integers below 2^53, and twice as fast as '%.0f'
+  local admitted = string.format('%d', plan.admitted + 1)
+  local entries = plan.entries
+  if #entries == 1 then -- one limit: no argument table
+    local e = entries[1]
+    redis.call('HSET', state_key, e[1], string.format('%d %d %d %d', e[2], e[3], e[4], e[5]),
+               ' admitted', admitted)
+    return
   end
-  -- an untouched bucket is full again after keep_us: let its state expire then
-  redis.call('PEXPIRE', state_key, math.ceil(plan.keep_us / 1000) + 1000)
-  redis.call('HINCRBY', stats_key, 'admitted', 1)
+  local fields = {}
+  for _, e in ipairs(entries) do
+    fields[#fields + 1] = e[1]
+    fields[#fields + 1] = string.format('%d %d %d %d', e[2], e[3], e[4], e[5])
+  end
+  fields[#fields + 1] = ' admitted'
+  fields[#fields + 1] = admitted
+  redis.call('HSET', state_key, unpack(fields))
 end
 
 -- Count a denial.
-local function gov_deny(stats_key)
-  redis.call('HINCRBY', stats_key, 'denied', 1)
+local function gov_deny(state_key)
+  redis.call('HINCRBY', state_key, ' denied', 1)
 end
 
 local function gov_fmt_remaining(plan)

@@ -1,7 +1,7 @@
 -- admit.lua: idempotency claim and governor take in one round trip.
 --
 -- KEYS[1], KEYS[2]           record hash and fence key of the idempotency key (when ARGV[1]=1)
--- then per resource i (3 keys each): config hash, state hash, stats hash
+-- then per resource i (2 keys each): config hash, state hash
 -- ARGV[1]  1 when an idempotency key is given, 0 otherwise (then KEYS start at the resources)
 -- ARGV[2]  fingerprint of the arguments
 -- ARGV[3]  lease in milliseconds
@@ -26,8 +26,8 @@ local n = tonumber(ARGV[5])
 local base = has_key and 2 or 0
 local takes = {}
 for i = 1, n do
-  local k = base + 3 * (i - 1)
-  takes[i] = {KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], tonumber(ARGV[5 + i]), ARGV[5 + n + i]}
+  local k = base + 2 * (i - 1)
+  takes[i] = {KEYS[k + 1], KEYS[k + 2], tonumber(ARGV[5 + i]), ARGV[5 + n + i]}
 end
 local rec, fence = nil, nil
 if has_key then

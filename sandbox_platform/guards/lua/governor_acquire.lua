@@ -1,8 +1,7 @@
 -- governor_acquire.lua: take `cost` tokens from every limit of one resource, all or nothing.
 --
 -- KEYS[1]  config hash  {prefix}:gov:{resource}:cfg
--- KEYS[2]  state hash   {prefix}:gov:{resource}:state
--- KEYS[3]  stats hash   {prefix}:gov:{resource}:stats
+-- KEYS[2]  state hash   {prefix}:gov:{resource}:state (buckets, config copy, counters)
 -- ARGV[1]  cost (integer tokens, > 0)
 --
 -- Returns {allowed (1/0), remaining tokens ("%.17g", "-1" = no limit configured),
@@ -18,8 +17,8 @@ if not plan.configured then
   return {1, '-1', 0, ''}
 end
 if plan.ok then
-  gov_commit(plan, KEYS[2], KEYS[3])
+  gov_commit(plan, KEYS[2])
   return {1, gov_fmt_remaining(plan), 0, plan.limit}
 end
-gov_deny(KEYS[3])
+gov_deny(KEYS[2])
 return {0, gov_fmt_remaining(plan), plan.wait_us, plan.limit}

@@ -14,9 +14,9 @@ local now = sp_now_us()
 local flat = redis.call('HGETALL', KEYS[1])
 local out = {}
 for i = 1, #flat, 2 do
-  local cfg = sp_numbers(flat[i + 1])
-  local units = gov_refill(cfg, redis.call('HGET', KEYS[2], flat[i]), now)
+  local a, b, cap = gov_config(flat[i + 1])
+  local units = gov_refill(a, b, cap, redis.call('HGET', KEYS[2], flat[i]), now)
   out[#out + 1] = flat[i]
-  out[#out + 1] = string.format('%.17g', units / cfg[2])
+  out[#out + 1] = string.format('%.17g', units / b)
 end
 return out
