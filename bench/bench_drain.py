@@ -544,10 +544,10 @@ def one_run(
         redis_after, busy_after = pid_cpu(redis_pid), machine_busy()
         admitted: int | None = None
         if variant.guarded:
-            from sandbox_platform.guards.governor import governor_keys
+            from sandbox_platform.guards.governor import Governor
 
-            stats_key = governor_keys(KEY_PREFIX, "bench").stats
-            admitted = int(coordination(client, variant).hget(stats_key, "admitted") or 0)
+            counts = Governor(coordination(client, variant), KEY_PREFIX).stats()
+            admitted = int(counts.get("bench", {}).get("admitted", 0))
             if admitted < n:  # every job must have passed the governor
                 raise RuntimeError(f"{variant.name}: governor admitted {admitted} of {n} jobs")
         idem_bytes = idem_keys = None

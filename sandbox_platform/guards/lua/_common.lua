@@ -12,12 +12,3 @@ local function sp_now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-
--- "1 2 3" -> {1, 2, 3}
-local function sp_numbers(text)
-  local out = {}
-  for word in string.gmatch(text, '%S+') do
-    out[#out + 1] = tonumber(word)
-  end
-  return out
-end

@@ -22,12 +22,6 @@ local GOV_CFG = ' cfg '
 -- (locals: a global lookup per call costs on the decision's hot path)
 local gov_match, gov_byte, gov_sub, gov_num, gov_ceil = string.match, string.byte, string.sub, tonumber, math.ceil
 
--- A limit's config "a b cap limit per_us capacity" -> a, b, cap, capacity
-local function gov_config(text)
-  local a, b, cap, capacity = gov_match(text, '^(%S+) (%S+) (%S+) %S+ %S+ (%S+)')
-  return gov_num(a), gov_num(b), gov_num(cap), gov_num(capacity)
-end
-
 -- The state hash of a resource, read in one call: limit names, their configs (same order),
 -- bucket states by name, the admitted count. Without a config copy there, the config hash is
 -- read and copied (and the state hash made persistent: a state written before 0.2 expired).
@@ -62,34 +56,10 @@ local function gov_read(cfg_key, state_key)
   return names, cfgs, states, admitted
 end
 
--- The bucket of one limit (a, b, cap) refilled up to now (units, new last_us).
-local function gov_refill(a, b, cap, raw_state, now)
-  if not raw_state then
-    return cap, now
-  end
-  local u, l, ob, oc = gov_match(raw_state, '^(%S+) (%S+) (%S+) (%S+)')
-  local units, last, old_b, old_cap = gov_num(u), gov_num(l), gov_num(ob), gov_num(oc)
-  if old_b == b and old_cap ~= cap then
-    -- the capacity changed: keep what was consumed, so the headroom moves with the capacity
-    units = units + (cap - old_cap)
-  elseif old_b ~= b then
-    -- the rate changed: carry the consumed tokens over to the new unit (rounded up)
-    units = cap - math.ceil((old_cap - units) / old_b * b)
-  end
-  units = math.max(0, math.min(cap, units))
-  local elapsed = now - last
-  if elapsed <= 0 then
-    return units, last -- the clock went backwards (failover): never refill from the future
-  end
-  if elapsed >= gov_ceil((cap - units) / a) then
-    return cap, now
-  end
-  return math.min(cap, units + elapsed * a), now
-end
-
 -- Plan taking `cost` tokens from every limit of one resource; writes nothing (but the config
 -- copy). Returns a plan: configured, ok, wait_us (-1 = never), remaining (tokens), limit,
--- entries, admitted.
+-- entries ({name, units left, last_us, b, cap} per limit: with cost 0, the buckets as they
+-- stand), admitted. One function, no helper calls: it is the decision's hot path.
 local function gov_plan(cfg_key, state_key, cost, now)
   local plan = {configured = false, ok = true, wait_us = 0, remaining = -1, limit = '',
                 entries = {}, admitted = 0}
@@ -100,8 +70,35 @@ local function gov_plan(cfg_key, state_key, cost, now)
   plan.configured = true
   plan.admitted = admitted
   for i, name in ipairs(names) do
-    local a, b, cap, capacity = gov_config(cfgs[i])
-    local units, last = gov_refill(a, b, cap, states[name], now)
+    -- the config "a b cap limit per_us capacity": a units per microsecond, b units a token,
+    -- cap = capacity * b units
+    local a, b, cap, capacity = gov_match(cfgs[i], '^(%S+) (%S+) (%S+) %S+ %S+ (%S+)')
+    a, b, cap, capacity = gov_num(a), gov_num(b), gov_num(cap), gov_num(capacity)
+    -- the bucket refilled up to now; absent = full
+    local units, last = cap, now
+    local raw_state = states[name]
+    if raw_state then
+      local u, l, ob, oc = gov_match(raw_state, '^(%S+) (%S+) (%S+) (%S+)')
+      local old_b, old_cap = gov_num(ob), gov_num(oc)
+      units, last = gov_num(u), gov_num(l)
+      if old_b == b and old_cap ~= cap then
+        -- the capacity changed: keep what was consumed, so the headroom moves with it
+        units = units + (cap - old_cap)
+      elseif old_b ~= b then
+        -- the rate changed: carry the consumed tokens over to the new unit (rounded up)
+        units = cap - gov_ceil((old_cap - units) / old_b * b)
+      end
+      units = math.max(0, math.min(cap, units))
+      local elapsed = now - last
+      if elapsed > 0 then -- (<= 0: the clock went backwards, never refill from the future)
+        if elapsed >= gov_ceil((cap - units) / a) then
+          units = cap
+        else
+          units = math.min(cap, units + elapsed * a)
+        end
+        last = now
+      end
+    end
     local tokens = units / b
     if plan.remaining < 0 or tokens < plan.remaining then
       plan.remaining = tokens
@@ -113,7 +110,7 @@ local function gov_plan(cfg_key, state_key, cost, now)
     else
       local need = cost * b
       if units < need then
-        local wait = math.ceil((need - units) / a)
+        local wait = gov_ceil((need - units) / a)
         if plan.wait_us ~= -1 and wait > plan.wait_us then
           plan.wait_us = wait
           plan.limit = name
@@ -163,8 +160,4 @@ end
 -- Count a denial.
 local function gov_deny(state_key)
   redis.call('HINCRBY', state_key, ' denied', 1)
-end
-
-local function gov_fmt_remaining(plan)
-  return string.format('%.17g', plan.remaining)
 end

@@ -18,7 +18,7 @@ if not plan.configured then
 end
 if plan.ok then
   gov_commit(plan, KEYS[2])
-  return {1, gov_fmt_remaining(plan), 0, plan.limit}
+  return {1, string.format('%.17g', plan.remaining), 0, plan.limit}
 end
 gov_deny(KEYS[2])
-return {0, gov_fmt_remaining(plan), plan.wait_us, plan.limit}
+return {0, string.format('%.17g', plan.remaining), plan.wait_us, plan.limit}

@@ -1,4 +1,5 @@
--- governor_peek.lua: the tokens in every limit of one resource now; writes nothing.
+-- governor_peek.lua: the tokens in every limit of one resource now; takes none (writes only
+-- the config copy a state hash of 0.1 lacks, see _governor.lua).
 --
 -- KEYS[1]  config hash  {prefix}:gov:{resource}:cfg
 -- KEYS[2]  state hash   {prefix}:gov:{resource}:state
@@ -10,13 +11,10 @@
 -- @include _common.lua
 -- @include _governor.lua
 
-local now = sp_now_us()
-local flat = redis.call('HGETALL', KEYS[1])
+local plan = gov_plan(KEYS[1], KEYS[2], 0, sp_now_us())
 local out = {}
-for i = 1, #flat, 2 do
-  local a, b, cap = gov_config(flat[i + 1])
-  local units = gov_refill(a, b, cap, redis.call('HGET', KEYS[2], flat[i]), now)
-  out[#out + 1] = flat[i]
-  out[#out + 1] = string.format('%.17g', units / b)
+for _, e in ipairs(plan.entries) do
+  out[#out + 1] = e[1]
+  out[#out + 1] = string.format('%.17g', e[2] / e[4])
 end
 return out
