@@ -10,7 +10,7 @@ batch and then, per job, what ``send_task`` does for it: Celery's own protocol-2
 
 It is taken only where it is the same message Celery would send: the platform's Redis
 transport, a direct exchange, and call options it knows (:data:`FAST_OPTIONS`). Anything
-else — a custom router, another exchange type, ``link``, sent events — goes through
+else — a custom router, another exchange type, ``link``, sent events, eager mode — goes through
 ``apply_async`` per job, as before.
 """
 
@@ -54,7 +54,8 @@ class BulkPublisher:
 
     def _can_publish_directly(self) -> bool:
         return not (
-            self.app.conf.task_send_sent_event
+            self.app.conf.task_always_eager  # (runs in the caller: apply_async knows how)
+            or self.app.conf.task_send_sent_event
             or signals.task_sent.receivers
             or getattr(self.app.amqp.router, "routes", None)  # custom routes may read arguments
         )

@@ -227,3 +227,18 @@ def test_a_bulk_enqueue_inside_a_task_carries_its_parent(guarded, redis_client) 
     assert {(m["headers"]["parent_id"], m["headers"]["root_id"]) for m in raw} == {
         ("parent-1", "root-1")
     }
+
+
+def test_the_direct_path_stands_aside_in_eager_mode(guarded, platform_app) -> None:
+    """Eager mode, sent events and custom routes are Celery's to handle: every job of the
+    batch then goes through ``apply_async``."""
+    from sandbox_platform.app.bulk import BulkPublisher
+
+    with platform_app.producer_or_acquire() as producer:
+        assert BulkPublisher(guarded.write_order, producer).enabled
+        for setting in ("task_always_eager", "task_send_sent_event"):
+            platform_app.conf[setting] = True
+            try:
+                assert not BulkPublisher(guarded.write_order, producer).enabled, setting
+            finally:
+                platform_app.conf[setting] = False
