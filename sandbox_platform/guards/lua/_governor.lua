@@ -69,7 +69,8 @@ local function gov_plan(cfg_key, state_key, cost, now)
   end
   plan.configured = true
   plan.admitted = admitted
-  for i, name in ipairs(names) do
+  for i = 1, #names do
+    local name = names[i]
     -- the config "a b cap limit per_us capacity": a units per microsecond, b units a token,
     -- cap = capacity * b units
     local a, b, cap, capacity = gov_match(cfgs[i], '^(%S+) (%S+) (%S+) %S+ %S+ (%S+)')
@@ -122,7 +123,9 @@ local function gov_plan(cfg_key, state_key, cost, now)
   end
   if plan.ok then
     plan.remaining = -1
-    for _, e in ipairs(plan.entries) do
+    local entries = plan.entries
+    for j = 1, #entries do
+      local e = entries[j]
       local left = e[2] / e[4]
       if plan.remaining < 0 or left < plan.remaining then
         plan.remaining = left
@@ -148,7 +151,8 @@ local function gov_commit(plan, state_key)
     return
   end
   local fields = {}
-  for _, e in ipairs(entries) do
+  for j = 1, #entries do
+    local e = entries[j]
     fields[#fields + 1] = e[1]
     fields[#fields + 1] = string.format('%d %d %d %d', e[2], e[3], e[4], e[5])
   end
