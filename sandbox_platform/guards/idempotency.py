@@ -40,7 +40,7 @@ from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import IdempotencyConflict, IdempotencyInFlight
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.db.models import Effect
-from sandbox_platform.guards.lua import get_script
+from sandbox_platform.guards.lua import get_script, run_script
 
 __all__ = [
     "Claim",
@@ -146,9 +146,9 @@ class IdempotencyStore:
 
     def complete(self, key: str, token: int, result_json: str) -> bool:
         """Store the result if ``token`` still holds the key; it is kept for the claim's TTL."""
-        keys = self.keys(key)
-        stored = get_script(self.client, "idem_complete")(
-            keys=[keys.record, keys.fence], args=[str(token), result_json]
+        keys = self.keys(key)  # (run_script: a direct EVALSHA, once per idempotent job)
+        stored = run_script(
+            self.client, "idem_complete", [keys.record, keys.fence], [str(token), result_json]
         )
         return bool(stored)
 

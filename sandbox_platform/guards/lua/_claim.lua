@@ -75,9 +75,10 @@ local function claim_take(rec_key, fence_key, fp, lease_ms, ttl_ms, now_ms)
   end
   local token = tonumber(r[1]) or tonumber(redis.call('GET', fence_key)) or 0
   token = token + 1
+  local exp = now_ms + math.max(lease_ms, ttl_ms)
   redis.call('HSET', rec_key, 'fp', fp, 'state', 'running', 'token', sp_fmt(token),
-             'lease', sp_fmt(now_ms + lease_ms), 'ttl', sp_fmt(ttl_ms))
-  rec_set_end(rec_key, now_ms + math.max(lease_ms, ttl_ms), now_ms)
+             'lease', sp_fmt(now_ms + lease_ms), 'ttl', sp_fmt(ttl_ms), 'exp', sp_fmt(exp))
+  redis.call('PEXPIRE', rec_key, exp - now_ms + FENCE_MARGIN_MS)
   return {'acquired', token, '', lease_ms}
 end
 
