@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -97,20 +98,33 @@ def test_a_lean_fetch_records_the_message_before_it_is_acknowledged(
     assert redis_client.hlen("unacked") == 0
 
 
-def test_an_element_that_is_not_a_message_is_handed_over_and_the_consumer_goes_on(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
-    handed: list[tuple[str, bytes]] = []
-    transport.set_malformed_handler(lambda queue, raw, error: handed.append((queue, raw)))
+def _drain_around(
+    redis_url: str, handler: transport.MalformedHandler, push_bad: Callable[[], object]
+) -> list[str]:
+    """Publish "before", push an element that is not a message, publish "after" and drain
+    both messages with ``handler`` set for what is not one; the bodies received."""
+    transport.set_malformed_handler(handler)
     try:
         with _connection(redis_url, lean=True) as connection:
             _publish(connection, ["before"])
-            redis_client.lpush(QUEUE, b"\x00\xffnot json")
+            push_bad()
             _publish(connection, ["after"])
             received: list[str] = []
             _drain(connection, 2, received)
     finally:
         transport.set_malformed_handler(None)
+    return received
+
+
+def test_an_element_that_is_not_a_message_is_handed_over_and_the_consumer_goes_on(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    handed: list[tuple[str, bytes]] = []
+    received = _drain_around(
+        redis_url,
+        lambda queue, raw, error: handed.append((queue, raw)),
+        lambda: redis_client.lpush(QUEUE, b"\x00\xffnot json"),
+    )
     assert received == ["before", "after"]
     assert handed == [(QUEUE, b"\x00\xffnot json")]
     assert redis_client.llen(f"{QUEUE}.malformed") == 0  # stored by the handler: removed
@@ -122,16 +136,8 @@ def test_an_element_kept_aside_when_its_handler_fails(
     def failing(queue: str, raw: bytes, error: BaseException) -> None:
         raise RuntimeError("database down")
 
-    transport.set_malformed_handler(failing)
-    try:
-        with _connection(redis_url, lean=True) as connection:
-            redis_client.lpush(QUEUE, b"garbage")
-            _publish(connection, ["after"])
-            received: list[str] = []
-            _drain(connection, 1, received)
-    finally:
-        transport.set_malformed_handler(None)
-    assert received == ["after"]
+    received = _drain_around(redis_url, failing, lambda: redis_client.lpush(QUEUE, b"garbage"))
+    assert received == ["before", "after"]
     assert redis_client.lrange(f"{QUEUE}.malformed", 0, -1) == [b"garbage"]
 
 
