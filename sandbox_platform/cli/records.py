@@ -8,8 +8,9 @@ stored); ``--json`` prints JSON on stdout (``alerts tail --json``: one object pe
 from __future__ import annotations
 
 import json
+import signal
 import sys
-import time
+import threading
 from typing import Annotated, Any
 
 import typer
@@ -136,25 +137,41 @@ def alerts_tail(
         for alert in reversed(newest[:limit]):
             _print_alert(alert, as_json)
         last_id = newest[0]["id"] if newest else 0
-        print("following new alerts (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        _follow(url, (label, kind), last_id, interval, count, as_json)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    stop = _stop_on_interrupt()
+    print("following new alerts (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    _follow(url, (label, kind), last_id, (interval, stop), count, as_json)
+
+
+def _stop_on_interrupt() -> threading.Event:
+    """An event Ctrl-C (SIGINT) and SIGTERM set: the follow loop ends between polls, never
+    with an exception in the middle of a database call (the driver may hang on one)."""
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
 
 
 def _follow(
     url: str,
     filters: tuple[str | None, str | None],
     last_id: int,
-    interval: float,
+    pace: tuple[float, threading.Event],
     count: int | None,
     as_json: bool,
 ) -> None:
-    """Poll for alerts newer than ``last_id`` (``filters``: severity, kind) until ``count``
-    were printed, or forever."""
+    """Poll for alerts newer than ``last_id`` (``filters``: severity, kind) every ``pace[0]``
+    seconds until ``count`` were printed or ``pace[1]`` is set."""
+    interval, stop = pace
     seen = 0
     while count is None or seen < count:
-        time.sleep(interval)
+        if stop.wait(interval):
+            return
         fresh = list(reversed(_alerts(url, *filters, TAIL_BATCH, after_id=last_id)))
         for alert in fresh[: None if count is None else count - seen]:
             _print_alert(alert, as_json)
