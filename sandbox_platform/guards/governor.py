@@ -290,15 +290,14 @@ class Governor:
             _check_positive_int("cost", cost)
         keys = self._acquire_keys.get(resource) or self._remember_keys(resource)
         try:  # (no context manager, no Script wrapper: this is the governor's hot path)
-            allowed, remaining, wait_us, limit = run_script(
+            allowed, units, per_token, wait_us, limit = run_script(
                 self.client, "governor_acquire", keys, (cost,)
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise GovernorUnavailable(f"governor Redis unreachable during acquire: {exc}") from exc
-        left = float(remaining)
         return Decision(  # (positional: a keyword call costs a third more, per decision)
             allowed == 1,
-            math.inf if left < 0 else left,
+            units / per_token if per_token else math.inf,
             0.0 if wait_us == 0 else (math.inf if wait_us < 0 else wait_us / _US),
             resource,
             _limit_name(limit),
