@@ -1,41 +1,5 @@
-"""The platform's beat schedule: the heartbeat and the queue watch every interval,
-housekeeping hourly.
+"""The platform's beat schedule (a re-export: see :mod:`sandbox_platform.app.schedule`)."""
 
-Each entry opts in to a ``tick_id`` keyword argument, which the LeaderScheduler fills with
-``"<entry>:<slot start>"``; whichever beat sends a slot, the tick runs once.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK, HOUSEKEEPING_TASK, QUEUE_WATCH_TASK
-from sandbox_platform.core.settings import Settings
+from sandbox_platform.app.schedule import HOUSEKEEPING_SECONDS, beat_schedule
 
 __all__ = ["HOUSEKEEPING_SECONDS", "beat_schedule"]
-
-HOUSEKEEPING_SECONDS = 3600.0
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    interval = settings.heartbeat_interval
-    return {
-        "sandbox-platform-heartbeat": {
-            "task": HEARTBEAT_TASK,
-            "schedule": interval,
-            "kwargs": {"tick_id": None},
-            "options": {"expires": max(2 * interval, 1.0)},
-        },
-        "sandbox-platform-queue-watch": {
-            "task": QUEUE_WATCH_TASK,
-            "schedule": interval,
-            "kwargs": {"tick_id": None},
-            "options": {"expires": max(2 * interval, 1.0)},
-        },
-        "sandbox-platform-housekeeping": {
-            "task": HOUSEKEEPING_TASK,
-            "schedule": HOUSEKEEPING_SECONDS,
-            "kwargs": {"tick_id": None},
-            "options": {"expires": HOUSEKEEPING_SECONDS},
-        },
-    }

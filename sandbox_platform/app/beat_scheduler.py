@@ -53,6 +53,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.beat import event_t as beat_event_t
 from celery.schedules import schedule as interval_schedule
 
+from sandbox_platform.app.schedule import with_platform_schedule
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.redis_client import get_redis
 from sandbox_platform.ops.leader import LeaderLease, default_holder_id
@@ -114,6 +115,9 @@ class LeaderScheduler(Scheduler):
                 "sandbox_platform_redis_url",
                 f"the beat lease needs a Redis URL (got {url!r})",
             )
+        settings = getattr(app, "platform_settings", None)
+        if settings is not None:  # a platform app: its schedule runs the platform's too
+            conf.beat_schedule = with_platform_schedule(conf.beat_schedule, settings)
         ttl = float(conf.get("sandbox_platform_leader_ttl") or DEFAULT_LEADER_TTL)
         if ttl <= 0:
             raise SettingsError("sandbox_platform_leader_ttl", f"must be positive, got {ttl!r}")

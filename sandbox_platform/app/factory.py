@@ -70,6 +70,8 @@ def create_app(
     app.platform_settings = settings
     app.platform_guards = (*BUILTIN_GUARDS, *guards)
     app.config_from_object(celery_config(settings))
+    # beat: one leader among any number of beats, the platform's schedule beside the app's
+    app.conf.beat_scheduler = "sandbox_platform.app.beat_scheduler:LeaderScheduler"
     _install_safe_consuming(app, settings)
     register_builtin_tasks(app)
     connect_signals()

@@ -1,4 +1,5 @@
-"""What every command shares: settings (or one line and exit 2), the user's Celery app,
+"""What every command shares: settings (or one line and exit 2), the user's Celery app
+(``--app`` / ``SANDBOX_PLATFORM_APP``; one line and exit 2 when it cannot be imported),
 the environment of the Celery processes it starts."""
 
 from __future__ import annotations
@@ -8,17 +9,25 @@ import importlib
 import io
 import os
 import sys
+from typing import Annotated, Any, NoReturn
 
+import typer
 from celery import Celery
-from rich.console import Console
 
 from sandbox_platform.core.errors import IsolationError, SettingsError
-from sandbox_platform.core.exits import settings_error_exit
+from sandbox_platform.core.exits import EXIT_SETTINGS, settings_error_exit
 from sandbox_platform.core.redaction import redact_value
 from sandbox_platform.core.redis_client import redis_url
-from sandbox_platform.core.settings import Settings, load_settings
+from sandbox_platform.core.settings import Settings, app_name_problem, load_settings
 
-__all__ = ["celery_env", "cli_settings", "load_app", "readiness_settings"]
+__all__ = [
+    "AppOption",
+    "app_module",
+    "celery_env",
+    "cli_settings",
+    "load_app",
+    "readiness_settings",
+]
 
 
 def cli_settings() -> Settings:
@@ -29,30 +38,78 @@ def cli_settings() -> Settings:
         settings_error_exit(error)
 
 
-def load_app(app_module: str, settings: Settings, notes: list[str] | None = None) -> Celery:
-    """``<module>.app`` (for its task registry); else a platform app built from the settings.
+#: ``--app`` on every command that loads tasks; unset: ``SANDBOX_PLATFORM_APP`` (``workers``)
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="the module with your Celery app and tasks (`pkg.module`, or `pkg.module:attr`); "
+        "default: SANDBOX_PLATFORM_APP, else the bundled example `workers`",
+        show_default=False,
+    ),
+]
 
-    Why the module could not be used goes to ``notes`` (or is printed when none is given).
+
+def app_module(option: str | None, settings: Settings) -> str:
+    """The app module a command uses: ``--app``, else the setting; a malformed name is one
+    line and exit 2."""
+    if option is None:
+        return settings.app
+    problem = app_name_problem(option)
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--app")
+    return option
+
+
+def load_app(module: str, settings: Settings, notes: list[str] | None = None) -> Celery:
+    """The Celery app of ``module`` (found as ``celery -A`` finds it: ``module:attr``, else
+    ``module.app``, ``module.celery`` or the module's one Celery app).
+
+    An app that cannot be imported is one line on stderr and exit 2. One exception, for
+    ``readiness`` (``notes`` given): a module that refuses the settings (exits on a settings
+    error, e.g. sandbox and live databases coincide) is replaced by a platform app built from
+    them, and why goes to ``notes`` — the report then says what is wrong, with its NO-GO.
     """
     from sandbox_platform.app.factory import create_app
 
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            candidate = importlib.import_module(app_module).app
+            candidate = _import_app(module)
         sys.stderr.write(captured.getvalue())
-        if isinstance(candidate, Celery):
-            return candidate
-        problem = f"{app_module}.app is a {type(candidate).__name__}, not a Celery app"
-    except (Exception, SystemExit) as exc:  # an app module exits 2 on a settings error
+    except SystemExit as exc:  # the app module exits 2 on a settings error
         said = " ".join(captured.getvalue().split())
-        problem = f"cannot import {app_module}.app ({type(exc).__name__}: {exc}) {said}".strip()
-    note = f"{redact_value(problem)}; using a platform app built from the settings"
-    if notes is None:
-        Console(stderr=True).print(f"note: {note}", markup=False, highlight=False)
-    else:
-        notes.append(note)
-    return create_app(settings)
+        problem = redact_value(f"cannot import {module} (exit {exc.code}) {said}".strip())
+        if notes is None:
+            _app_error(problem)
+        notes.append(f"{problem}; using a platform app built from the settings")
+        return create_app(settings)
+    except Exception as exc:
+        said = " ".join(captured.getvalue().split())
+        _app_error(redact_value(f"cannot import {module}: {type(exc).__name__}: {exc} {said}"))
+    if not isinstance(candidate, Celery):
+        _app_error(f"{module} is a {type(candidate).__name__}, not a Celery app")
+    return candidate
+
+
+def _import_app(module: str) -> Any:
+    if os.getcwd() not in sys.path:  # as ``celery -A``: the module may be in the cwd
+        sys.path.insert(0, os.getcwd())
+    if ":" in module:
+        name, attr = module.split(":", 1)
+        return getattr(importlib.import_module(name), attr)
+    from celery.app.utils import find_app
+
+    return find_app(module)
+
+
+def _app_error(problem: str) -> NoReturn:
+    print(
+        f"sandbox-platform: app error: {problem.strip()} "
+        "(set --app or SANDBOX_PLATFORM_APP to the module with your Celery app)",
+        file=sys.stderr,
+    )
+    raise SystemExit(EXIT_SETTINGS)
 
 
 def readiness_settings() -> Settings:

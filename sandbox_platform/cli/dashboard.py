@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import cli_settings, load_app
+from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
 
 __all__ = ["dashboard"]
 
@@ -14,7 +14,7 @@ __all__ = ["dashboard"]
 def dashboard(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8600,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
 ) -> None:
     """Serve the dashboard. Credentials (SANDBOX_PLATFORM_DASHBOARD_USER/_PASSWORD or _TOKEN)
     are required unless it listens on loopback in sandbox mode."""
@@ -25,6 +25,7 @@ def dashboard(
 
     settings = cli_settings()
     configure_logging(settings.log_format, settings.log_level)
-    asgi = create_dashboard(settings, load_app(app_module, settings), host=host)
+    module = app_module(app_option, settings)
+    asgi = create_dashboard(settings, load_app(module, settings), host=host)
     print(f"sandbox-platform dashboard: http://{host}:{port}/", flush=True)
     uvicorn.run(asgi, host=host, port=port, log_config=None, access_log=False)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import celery_env, cli_settings
+from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.net import is_loopback
@@ -78,7 +78,7 @@ def flower_env(settings: Settings, auth: str | None) -> dict[str, str]:
 
 def flower(
     ctx: typer.Context,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
     address: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 5555,
 ) -> None:
@@ -93,6 +93,8 @@ def flower(
     Extra arguments go to Flower.
     """
     settings = cli_settings()
+    module = app_module(app_option, settings)
+    load_app(module, settings)  # one line and exit 2 here, not Flower's traceback
     if any(arg.split("=", 1)[0] in AUTH_OPTIONS for arg in ctx.args):
         problem = "pass the credentials here, not as --basic-auth (ps shows it)"
         settings_error_exit(SettingsError(AUTH_SETTING, problem))
@@ -102,6 +104,6 @@ def flower(
         settings_error_exit(error)
     if auth is None:
         print(f"note: Flower on {address} without authentication (sandbox)", file=sys.stderr)
-    command = [sys.executable, "-m", "celery", "-A", app_module, "flower"]
+    command = [sys.executable, "-m", "celery", "-A", module, "flower"]
     command += [f"--address={address}", f"--port={port}", *ctx.args]
     raise typer.Exit(Supervisor([command], flower_env(settings, auth)).run())

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from sandbox_platform.cli.common import cli_settings, load_app
+from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
 from sandbox_platform.cli.render import (
     add_row,
     audit_action,
@@ -79,29 +79,30 @@ def _arguments(message: dict[str, Any]) -> str:
 @dead_letters_app.command("replay")
 def replay_command(
     dead_letter_id: Annotated[int, typer.Argument(help="the dead letter's id")],
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
 ) -> None:
     """Publish a dead letter again, keeping its idempotency key and correlation id."""
     from sandbox_platform.ops.deadletters import replay_dead_letter
 
     settings = cli_settings()
     url = settings.active_database_url
-    task_id = replay_dead_letter(load_app(app_module, settings), url, dead_letter_id)
-    detail = {"replay_task_id": task_id, "app": app_module}
+    module = app_module(app_option, settings)
+    task_id = replay_dead_letter(load_app(module, settings), url, dead_letter_id)
+    detail = {"replay_task_id": task_id, "app": module}
     audit_action(url, "dead_letter.replay", str(dead_letter_id), detail)
     console.print(f"dead letter {dead_letter_id} replayed as task {task_id}")
 
 
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
 ) -> None:
     """The platform's status: readiness, heartbeat, governor, queue, jobs, alerts."""
     from sandbox_platform.core.redis_client import get_redis, redis_url
     from sandbox_platform.ops.status import platform_status
 
     settings = cli_settings()
-    app = load_app(app_module, settings)
+    app = load_app(app_module(app_option, settings), settings)
     status = platform_status(settings, app, get_redis(redis_url(settings)))
     if as_json:
         print(json.dumps(status, indent=2, default=str))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import celery_env, cli_settings
+from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.procs.deadlines import DeadlineWatch
 from sandbox_platform.procs.supervisor import Supervisor
@@ -31,7 +31,7 @@ def worker(
         int | None, typer.Option(help="consumer processes (default: one per core)")
     ] = None,
     pool: Annotated[str, typer.Option(help="solo, or prefork for hard time limits")] = "solo",
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
     skip_readiness: Annotated[
         bool, typer.Option("--skip-readiness", help="live mode: start even on NO-GO")
     ] = False,
@@ -57,7 +57,9 @@ def worker(
     count = processes or os.cpu_count() or 1
     if count < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--processes")
-    base = [sys.executable, "-m", "celery", "-A", app_module, "worker", "--pool", pool]
+    module = app_module(app_option, settings)
+    load_app(module, settings)  # one line and exit 2 here, not a restart loop of consumers
+    base = [sys.executable, "-m", "celery", "-A", module, "worker", "--pool", pool]
     base += ["--concurrency", "1"]  # one job at a time per consumer process
     flags = EVENTS_WORKER_FLAGS if events else WORKER_FLAGS
     commands = [[*base, *flags, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)]
@@ -86,11 +88,17 @@ def _solo_deadlines(env: dict[str, str], settings: Settings) -> DeadlineWatch:
 
 def beat(
     ctx: typer.Context,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "beat",
+    app_option: AppOption = None,
 ) -> None:
-    """Start the scheduler (one leader at a time; extra beats stay standby)."""
+    """Start the scheduler (one leader at a time; extra beats stay standby).
+
+    It runs the platform's schedule (heartbeat, queue watch, housekeeping) and your app's
+    ``beat_schedule`` entries, under the platform's leader scheduler.
+    """
     settings = cli_settings()
-    command = [sys.executable, "-m", "celery", "-A", app_module, "beat", *ctx.args]
+    module = app_module(app_option, settings)
+    load_app(module, settings)
+    command = [sys.executable, "-m", "celery", "-A", module, "beat", *ctx.args]
     raise typer.Exit(Supervisor([command], celery_env(settings)).run())
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from sandbox_platform.cli.common import cli_settings, load_app
+from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
 
 __all__ = ["queues_app"]
 
@@ -17,7 +17,7 @@ console = Console()
 
 @queues_app.command("migrate")
 def migrate(
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
     queue: Annotated[
         list[str] | None, typer.Option(help="an unqualified queue (default: the app's queues)")
     ] = None,
@@ -33,7 +33,9 @@ def migrate(
     from sandbox_platform.ops.legacy_queues import migrate_legacy_queues
 
     settings = cli_settings()
-    names = queue or [base_name(q) for q in known_queues(load_app(app_module, settings))]
+    names = queue or [
+        base_name(q) for q in known_queues(load_app(app_module(app_option, settings), settings))
+    ]
     moved = migrate_legacy_queues(broker_redis(settings), names, settings.mode.value)
     for item in moved:
         console.print(

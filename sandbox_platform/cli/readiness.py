@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sandbox_platform.cli.common import load_app, readiness_settings
+from sandbox_platform.cli.common import AppOption, app_module, load_app, readiness_settings
 
 if TYPE_CHECKING:
     from sandbox_platform.ops.readiness import Report
@@ -22,7 +22,7 @@ console = Console(stderr=True)
 
 def readiness(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
     timeout: Annotated[
         float | None, typer.Option(help="seconds per check (default: the setting)")
     ] = None,
@@ -50,7 +50,7 @@ def readiness(
     level = "WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level
     configure_logging(settings.log_format, level)
     notes: list[str] = []
-    celery_app = load_app(app_module, settings, notes)
+    celery_app = load_app(app_module(app_option, settings), settings, notes)
 
     def alert(report: Report) -> None:
         readiness_alerter(runtime_for(celery_app).alerts)(report)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import celery_env, cli_settings
+from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
 
 __all__ = ["up"]
 
@@ -21,7 +21,7 @@ def up(
     processes: Annotated[int, typer.Option(min=1, help="worker consumer processes")] = 1,
     host: Annotated[str, typer.Option(help="dashboard address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="dashboard port")] = 8600,
-    app_module: Annotated[str, typer.Option("--app", help="Celery app module")] = "workers",
+    app_option: AppOption = None,
 ) -> None:
     """Start Redis (embedded if none is configured), workers, beat and the dashboard."""
     from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
@@ -29,15 +29,17 @@ def up(
     from sandbox_platform.procs.supervisor import Supervisor
 
     settings = cli_settings()
+    module = app_module(app_option, settings)
     started_redis = settings.embedded_redis and not embedded_redis_running(settings.data_dir)
     try:
         env = celery_env(settings)  # starts the embedded server when none is configured
+        load_app(module, settings)  # one line and exit 2 before anything starts
         migrate.upgrade(settings.active_database_url)
         me = [sys.executable, "-m", "sandbox_platform"]
         commands = [
-            [*me, "worker", "--processes", str(processes), "--app", app_module],
-            [*me, "beat"],
-            [*me, "dashboard", "--host", host, "--port", str(port), "--app", app_module],
+            [*me, "worker", "--processes", str(processes), "--app", module],
+            [*me, "beat", "--app", module],
+            [*me, "dashboard", "--host", host, "--port", str(port), "--app", module],
         ]
         print(
             f"sandbox-platform up ({settings.mode.value} mode): dashboard at "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from contextvars import ContextVar
 from enum import StrEnum
@@ -30,6 +31,7 @@ __all__ = [
     "Mode",
     "Settings",
     "active_settings",
+    "app_name_problem",
     "database_identity",
     "forget_active_settings",
     "load_settings",
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
     )
 
     mode: Mode = Field(default=Mode.SANDBOX, description="sandbox (default) or live")
+    app: str = Field(
+        default="workers",
+        description="module with your Celery app and tasks (`pkg.module` or `pkg.module:attr`); "
+        "default: the bundled example `workers`",
+    )
     redis_url: str | None = Field(
         default=None, description="Redis for coordination; unset: an embedded redis-server"
     )
@@ -136,6 +143,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("app", mode="before")
+    @classmethod
+    def _check_app(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            problem = app_name_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("egress_mode", mode="before")
     @classmethod
@@ -254,6 +271,16 @@ class Settings(BaseSettings):
 
 #: settings whose whole value is a secret (masked wherever settings are shown)
 SECRET_SETTINGS = frozenset({"dashboard_password", "dashboard_token", "flower_basic_auth"})
+
+
+_APP_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?")
+
+
+def app_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an app module (``pkg.module`` or ``pkg.module:attr``), or None."""
+    if _APP_NAME.fullmatch(name):
+        return None
+    return f"not a module name: {name!r} (expected pkg.module or pkg.module:attr)"
 
 
 def _shown(key: str, text: str) -> str:
