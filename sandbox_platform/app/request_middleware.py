@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox_platform.app.tracing import tag_current_span
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.request_id import (
     REQUEST_ID_HEADER,
@@ -39,6 +40,7 @@ def _request_id(request_id: str | None, traceparent: str | None) -> str:
         log.warning(
             "unsafe X-Request-ID replaced", received_length=len(request_id or ""), request_id=chosen
         )
+    tag_current_span(chosen)  # the request's span (OpenTelemetry on, an instrumented server)
     return chosen
 
 
