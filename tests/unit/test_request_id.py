@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+import structlog
 
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.request_id import (
@@ -132,10 +133,15 @@ def test_asgi_binds_and_returns_the_id() -> None:
 def test_asgi_traceparent_and_bad_id() -> None:
     seen, sent = _asgi_call([(b"traceparent", TRACEPARENT.encode())])
     assert seen == TRACE_ID and _response_ids(sent[0]) == [TRACE_ID.encode()]
-    bad = b"abc\r\nx: y" + b"z" * 200
-    seen, sent = _asgi_call([(b"X-Request-ID", bad)])
+    bad = b"evil\r\nx: y" + b"z" * 200
+    with structlog.testing.capture_logs() as logs:
+        seen, sent = _asgi_call([(b"X-Request-ID", bad)])
     assert seen is not None and FRESH.fullmatch(seen)
     assert _response_ids(sent[0]) == [seen.encode()]
+    # the replacement is logged, without the value that was sent
+    assert [entry["event"] for entry in logs] == ["unsafe X-Request-ID replaced"]
+    assert logs[0]["received_length"] == len(bad) and logs[0]["request_id"] == seen
+    assert "evil" not in repr(logs)  # (not a hex digit: never part of a fresh id)
 
 
 def test_wsgi_binds_while_the_body_is_produced() -> None:
