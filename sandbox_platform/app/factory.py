@@ -15,6 +15,7 @@ from celery import Celery
 from sandbox_platform.app.builtin_tasks import register_builtin_tasks
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
+from sandbox_platform.app.tracing import install_tracing
 from sandbox_platform.app.transport import ADMIT_OPTION
 from sandbox_platform.core.celery_config import celery_config
 from sandbox_platform.core.context import MODE_HEADER
@@ -75,6 +76,7 @@ def create_app(
     _install_safe_consuming(app, settings)
     register_builtin_tasks(app)
     connect_signals()
+    install_tracing(settings)  # after connect_signals: the job's id is bound before a run span
 
     def lock() -> DryRunLock:
         return runtime_for(app).dry_run_lock

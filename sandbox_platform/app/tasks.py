@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
 from celery import Celery, Task
 from celery.result import AsyncResult
@@ -42,7 +42,8 @@ __all__ = [
     "guarded_task",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CELERY_OPTIONS = frozenset(
     {
@@ -61,19 +62,26 @@ CELERY_OPTIONS = frozenset(
 )
 
 
-class GuardedTask(Task[Any, Any]):
+class GuardedTask(Task[P, R]):
     """Base class of guarded tasks. Per-call state lives in the pipeline's Job, never on
-    ``self``; ``sp_options`` are the guard options resolved when the task was declared."""
+    ``self``; ``sp_options`` are the guard options resolved when the task was declared.
+
+    Generic in the decorated function's parameters ``P`` and return type ``R`` (for type
+    checkers only): a direct call and ``.delay(...)`` are checked against the function's
+    signature, and ``.delay``/``.apply_async`` return an ``AsyncResult[R]``. The arguments
+    of ``apply_async``/``apply_many`` are sequences and mappings, which a type checker
+    cannot tie to ``P``."""
 
     sp_options: Mapping[str, Any] = {}
     sp_argnames: Sequence[str] = ()
 
     # -- the worker side ----------------------------------------------------------------
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.request.called_directly:
             return self.run(*args, **kwargs)
-        return runtime_for(self.app).pipeline.run(self, args, kwargs)
+        result: R = runtime_for(self.app).pipeline.run(self, args, kwargs)
+        return result
 
     def requeue(
         self,
@@ -95,6 +103,10 @@ class GuardedTask(Task[Any, Any]):
         )
 
     # -- the enqueue side ---------------------------------------------------------------
+
+    if TYPE_CHECKING:  # Celery's own ``delay``, declared for type checkers without stubs
+
+        def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]: ...
 
     def _enqueue_call(
         self,
@@ -120,7 +132,7 @@ class GuardedTask(Task[Any, Any]):
         kwargs: Mapping[str, Any] | None = None,
         task_id: str | None = None,
         **options: Any,
-    ) -> AsyncResult[Any]:
+    ) -> AsyncResult[R]:
         runtime = runtime_for(self.app)
         call = self._enqueue_call(args, kwargs, task_id, options)
         call.publish_once = publishes_once(self.app)
@@ -146,7 +158,7 @@ class GuardedTask(Task[Any, Any]):
 
     def apply_many(
         self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]], **options: Any
-    ) -> list[AsyncResult[Any]]:
+    ) -> list[AsyncResult[R]]:
         """Enqueue one job per ``(args, kwargs)`` through one Redis pipeline.
 
         Every job passes the checks of :meth:`apply_async` (arguments, payload size, delays,
@@ -171,8 +183,8 @@ class GuardedTask(Task[Any, Any]):
 
     def _publish_many(
         self, prepared: Sequence[EnqueueCall], existing: Sequence[str | None]
-    ) -> list[AsyncResult[Any]]:
-        results: list[AsyncResult[Any]] = []
+    ) -> list[AsyncResult[R]]:
+        results: list[AsyncResult[R]] = []
         with self.app.producer_or_acquire() as producer, producer.batch(BATCH_SIZE):
             direct = BulkPublisher(self, producer)
             for call, found in zip(prepared, existing, strict=True):
@@ -201,7 +213,7 @@ class GuardedTask(Task[Any, Any]):
 
     def delay_many(
         self, items: Iterable[Sequence[Any] | Mapping[str, Any]]
-    ) -> list[AsyncResult[Any]]:
+    ) -> list[AsyncResult[R]]:
         """:meth:`apply_many` for a list of argument tuples (or keyword mappings)."""
         return self.apply_many(
             ((), item) if isinstance(item, Mapping) else (tuple(item), {}) for item in items
@@ -272,8 +284,33 @@ def _resolve_options(
     return resolved
 
 
-def guarded_task(app: Celery, **options: Any) -> Callable[[F], GuardedTask]:
-    """Declare a guarded task on ``app``. See the module docstring for the options."""
+@overload
+def guarded_task(
+    app: Celery, *, bind: Literal[False] = False, **options: Any
+) -> Callable[[Callable[P, R]], GuardedTask[P, R]]: ...
+
+
+@overload
+def guarded_task(
+    app: Celery, *, bind: Literal[True], **options: Any
+) -> Callable[[Callable[Concatenate[Any, P], R]], GuardedTask[P, R]]: ...
+
+
+@overload
+def guarded_task(
+    app: Celery, *, bind: bool, **options: Any
+) -> Callable[[Callable[..., R]], GuardedTask[..., R]]: ...
+
+
+def guarded_task(
+    app: Celery, **options: Any
+) -> Callable[[Callable[..., Any]], GuardedTask[..., Any]]:
+    """Declare a guarded task on ``app``. See the module docstring for the options.
+
+    The task keeps the decorated function's signature for type checkers: ``task(...)`` and
+    ``task.delay(...)`` take the function's arguments (without ``self`` when ``bind=True``)
+    and ``delay`` returns an ``AsyncResult`` of its return type. Runtime is the same for
+    every overload."""
     known = set(guard_option_names(app)) | CELERY_OPTIONS
     unknown = set(options) - known
     if unknown:
@@ -284,7 +321,7 @@ def guarded_task(app: Celery, **options: Any) -> Callable[[F], GuardedTask]:
     if options.get("serializer", "json") != "json":
         raise ValueError("guarded tasks are JSON only; pickle and other serializers are refused")
 
-    def decorate(func: F) -> GuardedTask:
+    def decorate(func: Callable[..., Any]) -> GuardedTask[..., Any]:
         name = options.get("name") or f"{func.__module__}.{func.__name__}"
         params = [
             p.name
@@ -300,7 +337,7 @@ def guarded_task(app: Celery, **options: Any) -> Callable[[F], GuardedTask]:
         celery_options = {k: v for k, v in options.items() if k in CELERY_OPTIONS}
         celery_options.setdefault("name", name)
         register = cast(
-            Callable[[F], GuardedTask],
+            Callable[[Callable[..., Any]], GuardedTask[..., Any]],
             app.task(base=GuardedTask, shared=False, **celery_options, **attrs),
         )
         return register(func)

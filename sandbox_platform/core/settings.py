@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     log_task_events: bool = Field(
         default=False, description="log Celery's per-task received/succeeded lines"
     )
+    otel: bool = Field(
+        default=False,
+        description="OpenTelemetry traces of enqueue and task runs (needs the otel extra)",
+    )
     payload_limit_bytes: int = Field(default=256 * 1024, gt=0, description="max args size")
     key_prefix: str = Field(default="sp", min_length=1, description="prefix of Redis keys")
     alert_webhook_url: str | None = Field(default=None, description="POST alerts here")

@@ -1,0 +1,10 @@
+"""Request-id middleware for web apps, at the import path the docs use::
+
+    from sandbox_platform.middleware import RequestIdMiddleware, WSGIRequestIdMiddleware
+
+A re-export only: see :mod:`sandbox_platform.app.request_middleware`.
+"""
+
+from sandbox_platform.app.request_middleware import RequestIdMiddleware, WSGIRequestIdMiddleware
+
+__all__ = ["RequestIdMiddleware", "WSGIRequestIdMiddleware"]
