@@ -1,16 +1,39 @@
-"""Redis clients: one per process and URL, and the URL Celery needs for the same server."""
+"""Redis clients: one per process and URL, and the URL Celery needs for the same server.
+
+A coordination URL ``redis+cluster://host:port[,host:port...]/`` (or ``rediss+cluster://``)
+names a Redis Cluster: :func:`get_redis` then returns a redis-py ``RedisCluster`` (it follows
+``MOVED``/``ASK`` redirects and routes each command and script by its keys' slot). It is typed
+as ``redis.Redis`` because the platform uses only commands both clients share; code that must
+act differently on a cluster asks :func:`is_cluster`. The broker is never a cluster (settings
+refuse it): Celery's Redis transport does not support one.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 
+from sandbox_platform.core.cluster_url import cluster_nodes, is_cluster_url
 from sandbox_platform.core.embedded import ensure_embedded_redis
 from sandbox_platform.core.settings import Settings
 
-__all__ = ["broker_redis", "celery_url", "get_redis", "redis_url", "reset_clients", "text"]
+__all__ = [
+    "broker_redis",
+    "celery_url",
+    "cluster_client",
+    "get_redis",
+    "is_cluster",
+    "is_cluster_url",
+    "redis_url",
+    "reset_clients",
+    "text",
+]
+
 
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
@@ -49,11 +72,36 @@ def get_redis(url: str) -> redis.Redis:
         with _lock:
             client = _clients.get(url)
             if client is None:
-                client = redis.Redis.from_url(
-                    url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-                )
+                options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+                if is_cluster_url(url):
+                    client = cluster_client(url, **options)
+                else:
+                    client = redis.Redis.from_url(url, health_check_interval=30, **options)
                 _clients[url] = client
     return client
+
+
+def is_cluster(client: object) -> bool:
+    """True when ``client`` talks to a Redis Cluster (one script or MULTI: one slot)."""
+    return isinstance(client, RedisCluster)
+
+
+def cluster_client(url: str, **options: Any) -> redis.Redis:
+    """A ``RedisCluster`` for a ``redis+cluster://`` URL: the listed nodes are where it starts
+    (it discovers the others), credentials come from the URL. Typed ``redis.Redis``: see the
+    module docstring."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, _, password = userinfo.partition(":")
+    nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]  # type: ignore[no-untyped-call]
+    client = RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        ssl=parts.scheme == "rediss+cluster",
+        **options,
+    )
+    return cast(redis.Redis, client)
 
 
 def reset_clients() -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from sandbox_platform.core.cluster_url import CLUSTER_SCHEMES, check_cluster_url, is_cluster_url
 from sandbox_platform.core.errors import IsolationError, SettingsError
 from sandbox_platform.core.redaction import MASK, redact_value
 
@@ -72,7 +73,9 @@ class Settings(BaseSettings):
         "default: the bundled example `workers`",
     )
     redis_url: str | None = Field(
-        default=None, description="Redis for coordination; unset: an embedded redis-server"
+        default=None,
+        description="Redis for coordination (redis+cluster://: a Redis Cluster); "
+        "unset: an embedded redis-server",
     )
     broker_url: str | None = Field(default=None, description="Celery broker; unset: redis_url")
     result_backend: str | None = Field(
@@ -170,12 +173,22 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "broker_url")
     @classmethod
-    def _check_redis_url(cls, value: str | None) -> str | None:
+    def _check_redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        if is_cluster_url(value):
+            if info.field_name != "redis_url":
+                raise ValueError(
+                    "the broker cannot be a Redis Cluster (Celery's Redis transport does not "
+                    "support one); a cluster is for SANDBOX_PLATFORM_REDIS_URL only"
+                )
+            return check_cluster_url(value)
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _REDIS_SCHEMES or not rest:
-            raise ValueError(f"malformed Redis URL (expected {'/'.join(_REDIS_SCHEMES)}://...)")
+            schemes = "/".join(
+                _REDIS_SCHEMES + (CLUSTER_SCHEMES if info.field_name == "redis_url" else ())
+            )
+            raise ValueError(f"malformed Redis URL (expected {schemes}://...)")
         if scheme in ("redis", "rediss"):
             _check_redis_host_port_db(value)
         return value
@@ -211,6 +224,24 @@ class Settings(BaseSettings):
         if backend == "postgresql" and not url.database:
             raise ValueError("database URL names no database")
         return value
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Settings:
+        if self.redis_url is None or not is_cluster_url(self.redis_url):
+            return self
+        if self.broker_url is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}BROKER_URL",
+                "the coordination Redis is a cluster (redis+cluster://), which Celery cannot "
+                "use as its broker: set a broker URL (a single-node Redis)",
+            )
+        if self.result_backend == "redis":
+            raise SettingsError(
+                f"{ENV_PREFIX}RESULT_BACKEND",
+                "'redis' means the coordination Redis, a cluster here, which Celery cannot use "
+                "as its result backend: give a URL",
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_isolation(self) -> Settings:

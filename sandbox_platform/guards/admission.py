@@ -14,9 +14,16 @@ The pipeline builds one :class:`AdmissionRequest` per job: each guard that needs
 admission *contributes* to it (the idempotency guard its claim, the governor guard its
 tokens), and :meth:`Admitter.admit_request` answers it in one round trip.
 
-Redis Cluster: one script may only touch one slot. The governor's and the store's own scripts
-are single-slot (hash tags), but an admission over an idempotency key *and* resources spans
-slots unless they share a hash tag; on a cluster, use the governor and the store separately.
+Redis Cluster: one script may only touch one slot, and an idempotency key and each resource
+have hash tags of their own (``{key}``, ``{resource}``), so ``admit.lua`` would span slots
+(``CROSSSLOT``). On a cluster client the admitter therefore makes the same decision in
+single-slot steps (:meth:`Admitter._admit_in_steps`): the claim (``idem_claim.lua``; done, in
+flight or conflict answer at once, no token taken), then each resource's take
+(``governor_acquire.lua``); a denial releases the claim (``idem_release.lua``). Costs: one
+round trip per step instead of one in all (claim + n takes, + 1 release when denied), a claim
+that was briefly held when a take denies (its fencing token grows by one), and with several
+resources the tokens taken before a later resource denies stay taken (the governor
+under-admits there; it never over-admits). The single-node path is unchanged.
 A Redis that cannot be reached raises GovernorUnavailable (fail closed).
 """
 
@@ -30,9 +37,15 @@ from typing import Any, Literal
 
 import redis
 
+from sandbox_platform.core.redis_client import is_cluster
 from sandbox_platform.core.redis_client import text as _redis_text
-from sandbox_platform.guards.governor import _check_positive_int, _fail_closed, governor_keys
-from sandbox_platform.guards.idempotency import _ms, idempotency_keys
+from sandbox_platform.guards.governor import (
+    Governor,
+    _check_positive_int,
+    _fail_closed,
+    governor_keys,
+)
+from sandbox_platform.guards.idempotency import IdempotencyStore, _ms, idempotency_keys
 from sandbox_platform.guards.lua import get_script
 
 __all__ = [
@@ -125,6 +138,8 @@ class Admitter:
     def __init__(self, client: redis.Redis, prefix: str = "sp") -> None:
         self.client = client
         self.prefix = prefix
+        #: a Redis Cluster: admit in single-slot steps (see the module docstring)
+        self.in_steps = is_cluster(client)
 
     def admit(
         self,
@@ -138,6 +153,8 @@ class Admitter:
 
         ``lease`` and ``ttl`` are seconds, as in IdempotencyStore.claim.
         """
+        if self.in_steps:
+            return self._admit_in_steps(idem_key, fingerprint, resources, lease, ttl)
         keys, args = self._keys_and_args(idem_key, fingerprint, resources, lease, ttl)
         script = get_script(self.client, "admit")
         with _fail_closed("admit"):
@@ -156,6 +173,36 @@ class Admitter:
         return self.admit(
             request.claim_key, request.fingerprint, request.takes, request.lease, request.ttl
         )
+
+    def _admit_in_steps(
+        self,
+        idem_key: str | None,
+        fingerprint: str,
+        resources: Sequence[tuple[str, int]],
+        lease: float,
+        ttl: float,
+    ) -> Admission:
+        """The admission as single-slot scripts, for a Redis Cluster: claim, then take."""
+        for _resource, cost in resources:
+            _check_positive_int("cost", cost)
+        store = IdempotencyStore(self.client, self.prefix)
+        token: int | None = None
+        if idem_key is not None:
+            with _fail_closed("admit (claim)"):
+                claim = store.claim(idem_key, fingerprint, lease_seconds=lease, ttl_seconds=ttl)
+            if claim.status != "acquired":
+                wait = claim.lease_seconds if claim.status == "in_flight" else 0.0
+                return Admission(claim.status, claim.token, claim.result, wait)
+            token = claim.token
+        governor = Governor(self.client, self.prefix)
+        for resource, cost in resources:
+            decision = governor.acquire(resource, cost)
+            if not decision.allowed:
+                if idem_key is not None and token is not None:
+                    with _fail_closed("admit (release)"):
+                        store.release(idem_key, token)
+                return Admission("denied", None, None, decision.wait_seconds, resource)
+        return Admission("acquired", token)
 
     def _keys_and_args(
         self,

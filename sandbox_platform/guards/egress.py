@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sandbox_platform.core.cluster_url import cluster_nodes, is_cluster_url
 from sandbox_platform.core.errors import SandboxEgressBlocked
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.core.settings import Mode, Settings, database_identity
@@ -71,6 +72,10 @@ def _names(host: str) -> set[str]:
 
 def _entries(url: str | None) -> list[tuple[str, str]]:
     if not url or url == "redis":
+        return []
+    if is_cluster_url(url):  # the nodes the URL lists (list every node: see docs/scaling.md)
+        with contextlib.suppress(ValueError):
+            return [(n, str(port)) for host, port in cluster_nodes(url) for n in _names(host)]
         return []
     parts = urlsplit(url)
     if not parts.hostname:  # unix sockets, SQLite files: local

@@ -18,7 +18,9 @@ of one resource live in one slot)::
     {prefix}:gov:{resource}:state   hash   limit name -> "units last_us b cap"; " cfg <name>"
                                            -> a copy of the limit's config; " admitted",
                                            " denied" -> the decisions counted
-    {prefix}:gov:resources          set    resources with a configured limit (for stats)
+    {prefix}:gov:resources          set    resources with a configured limit (for stats;
+                                           no tag: on a Redis Cluster set_limit adds to it
+                                           after its one-slot MULTI, not inside it)
 
 A decision reads the state hash once and writes it once (``_governor.lua``): the config hash is
 what operators and :meth:`Governor.limits` read, and :meth:`Governor.set_limit` writes both in
@@ -41,6 +43,7 @@ from typing import Any
 import redis
 
 from sandbox_platform.core.errors import GovernorUnavailable
+from sandbox_platform.core.redis_client import is_cluster
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.guards.lua import get_script, run_script
 
@@ -229,6 +232,7 @@ class Governor:
         self.client = client
         self.prefix = prefix
         self._resources_key = f"{prefix}:gov:resources"
+        self._cluster = is_cluster(client)
         self._acquire_keys: dict[str, list[str]] = {}
 
     def keys(self, resource: str) -> GovernorKeys:
@@ -262,6 +266,9 @@ class Governor:
             pipe.hset(keys.cfg, name, value)
             pipe.hset(keys.state, _CFG_COPY + name, value)
             pipe.persist(keys.state)  # a state written before 0.2 expired when full
+            if self._cluster:  # the set has no {resource} tag: outside the one-slot MULTI
+                pipe.execute()
+                pipe = self.client.pipeline(transaction=False)
             pipe.sadd(self._resources_key, resource)
             pipe.execute()
         return Limit(name=name, limit=limit, per_seconds=per_us / _US, capacity=capacity)

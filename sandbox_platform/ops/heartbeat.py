@@ -95,6 +95,13 @@ end
 return out
 """
 
+# KEYS[1] last tick. Returns {redis time seconds, microseconds, last tick or false}: the time
+# of the node that holds the key, in one round trip (a Redis Cluster pipelines no TIME).
+_AGE = """
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('GET', KEYS[1])}
+"""
+
 
 def heartbeat_key(prefix: str, *parts: str) -> str:
     """``<prefix>:{heartbeat}:<parts...>`` (one hash slot for every heartbeat key)."""
@@ -132,6 +139,7 @@ class Heartbeat:
         self._mark = client.register_script(_MARK)
         self._touch = client.register_script(_TOUCH)
         self._workers = client.register_script(_WORKERS)
+        self._age = client.register_script(_AGE)
 
     # -- ticks -------------------------------------------------------------------------------
 
@@ -198,10 +206,7 @@ class Heartbeat:
 
     def last_tick_age(self) -> float | None:
         """Seconds since the newest recorded tick, by Redis time; None if none was recorded."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.time()
-        pipe.get(self.last_key)
-        (seconds, micros), last = pipe.execute()
+        seconds, micros, last = self._age(keys=[self.last_key])
         if last is None:
             return None
         now = int(seconds) + int(micros) / 1_000_000

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from sandbox_platform.core.errors import GovernorUnavailable
-from sandbox_platform.core.redis_client import redis_url
+from sandbox_platform.core.redis_client import cluster_client, is_cluster_url, redis_url
 from sandbox_platform.core.settings import Mode, Settings
 from sandbox_platform.db.migrate import VERSION_TABLE, head_revision
 from sandbox_platform.guards.base import guard_options
@@ -143,6 +143,11 @@ class CheckContext:
     def redis(self) -> redis.Redis:
         if self._redis is None:
             url = redis_url(self.settings)
+            if is_cluster_url(url):
+                self._redis = cluster_client(
+                    url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+                )
+                return self._redis
             if url.startswith("redis+socket://"):
                 url = "unix://" + url.removeprefix("redis+socket://")
             self._redis = redis.Redis.from_url(

@@ -22,6 +22,7 @@ import structlog
 from sandbox_platform.core.context import IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
 from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, take_answer
+from sandbox_platform.core.redis_client import is_cluster
 from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import (
     EnqueueCall,
@@ -35,6 +36,7 @@ from sandbox_platform.guards.base import (
 from sandbox_platform.guards.governor import resolve_resource
 from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint, idempotency_keys
 from sandbox_platform.guards.lua import get_script
+from sandbox_platform.guards.slots import dedupe_by_slot, forget_by_slot
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard", "enqueue_key"]
@@ -130,7 +132,10 @@ class IdempotencyGuard(Guard):
         if written:
             client = calls[0].services.redis
             keys, values = zip(*written, strict=True)
-            get_script(client, "enq_forget")(keys=list(keys), args=list(values))
+            if is_cluster(client):
+                forget_by_slot(client, keys, values)
+            else:
+                get_script(client, "enq_forget")(keys=list(keys), args=list(values))
 
     # -- run ------------------------------------------------------------------------------
 
@@ -228,7 +233,10 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
         keys.append(enqueue_key(services.prefix, key))
         args += [f"{call.task_id} {args_fingerprint}", max(1, int(ttl))]
     try:
-        reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)
+        if is_cluster(services.redis):  # one call per slot (guards/slots.py)
+            reply = dedupe_by_slot(services.redis, keys, args)
+        else:
+            reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)
     except redis.RedisError as exc:
         raise EnqueueError(
             f"{calls[0].task_name}: Redis unreachable for enqueue dedupe: {exc}"
