@@ -1,0 +1,122 @@
+"""README's "Your own app" guide, run as written.
+
+Its first Python block is the user's module (written to the file its first line names), its
+shell blocks are run line by line in that directory (``export``s set the environment, a
+trailing ``&`` starts a process that runs until the end of the test, every other command must
+succeed — readiness is asked again until GO), the other Python block runs as the user's
+application. Only the Redis and database come from the test (the guide's "nothing else
+configured" would start an embedded Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import platform_env, wait_until
+
+pytestmark = pytest.mark.slow
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+CLI = Path(sys.executable).parent / "sandbox-platform"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def guide_blocks() -> list[tuple[str, str]]:
+    """(language, code) of every fenced block of the README section "Your own app"."""
+    text = README.read_text()
+    start = text.index("## Your own app\n")
+    end = text.index("\n## ", start + 1)
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(text[start:end])]
+
+
+def shell_lines(code: str) -> list[str]:
+    lines = []
+    for raw in code.splitlines():
+        line = raw.split("  #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            lines.append(line)
+    return lines
+
+
+def test_the_guide_has_the_blocks_this_test_runs() -> None:
+    kinds = [kind for kind, _ in guide_blocks()]
+    assert kinds == ["python", "bash", "python", "bash"]
+
+
+def test_readme_guide_runs_as_written(
+    platform_settings_kwargs: dict[str, object], tmp_path: Path
+) -> None:
+    (_, module), (_, start), (_, enqueue), (_, inspect) = guide_blocks()
+    project = tmp_path / "shop"
+    project.mkdir()
+    filename = module.splitlines()[0].removeprefix("# ").strip()
+    (project / filename).write_text(module)
+    env = platform_env(**platform_settings_kwargs, heartbeat_interval=1)
+    env.pop("PYTHONPATH", None)
+    started: list[subprocess.Popen[bytes]] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        argv = shlex.split(line)
+        assert argv[0] == "sandbox-platform", line
+        return subprocess.run(
+            [str(CLI), *argv[1:]], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    try:
+        for line in shell_lines(start):
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                env[name] = value
+            elif line.endswith("&"):
+                argv = shlex.split(line.removesuffix("&"))
+                with (logs / f"{argv[1]}.log").open("wb") as out:
+                    started.append(
+                        subprocess.Popen(
+                            [str(CLI), *argv[1:]],
+                            cwd=project,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    )
+            else:
+                wait_until(
+                    lambda line=line: run(line).returncode == 0,
+                    timeout=90,
+                    interval=1.0,
+                    message=f"{line!r} did not succeed",
+                )
+        app = subprocess.run(
+            [sys.executable, "-c", enqueue], cwd=project, env=env, capture_output=True, text=True
+        )
+        assert app.returncode == 0, app.stderr
+        jobs, dry_runs = shell_lines(inspect)
+
+        def charged() -> bool:
+            shown = run(jobs)
+            return shown.returncode == 0 and "succeeded" in shown.stdout
+
+        wait_until(charged, timeout=60, interval=0.5, message="the job did not run")
+        listed = run(dry_runs)
+        assert listed.returncode == 0, listed.stderr
+        assert "order-42" in listed.stdout and "payment" in listed.stdout
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
