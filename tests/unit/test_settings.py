@@ -112,3 +112,23 @@ def test_celery_entry_point_exits_2_on_bad_setting(tmp_path) -> None:
 def test_public_dict_masks_credentials() -> None:
     settings = load_settings(redis_url="redis://:hunter2@127.0.0.1:6379/0")
     assert "hunter2" not in str(settings.public_dict())
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    """Docs match the code: each setting has its row in README's Configuration table."""
+    from pathlib import Path
+
+    from sandbox_platform.core.settings import ENV_PREFIX, Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## The seed's API")]
+    rows = "\n".join(line for line in table.splitlines() if line.startswith("| `"))
+    missing = []
+    for name in Settings.model_fields:
+        variable = ENV_PREFIX + name.upper()
+        short = "_" + name.upper().rsplit("_", 1)[-1]  # `..._USER` / `_PASSWORD` rows
+        if f"`{variable}`" not in rows and not (
+            f"` / `{short}`" in rows and name.startswith("dashboard_")
+        ):
+            missing.append(variable)
+    assert missing == []
