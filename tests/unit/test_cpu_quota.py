@@ -108,13 +108,14 @@ class _RecordingSupervisor:
 
 @pytest.mark.parametrize(("argv", "expected"), [([], 3), (["--processes", "5"], 5)])
 def test_worker_starts_the_cgroup_default_unless_told(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], expected: int
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, argv: list[str], expected: int
 ) -> None:
     from typer.testing import CliRunner
 
     from sandbox_platform.cli import app, processes
 
     monkeypatch.setenv("SANDBOX_PLATFORM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SANDBOX_PLATFORM_REDIS_URL", redis_url)  # no embedded redis-server
     monkeypatch.setattr(processes, "default_processes", lambda: 3)
     monkeypatch.setattr(processes, "Supervisor", _RecordingSupervisor)
     result = CliRunner().invoke(app, ["worker", *argv])
@@ -123,12 +124,15 @@ def test_worker_starts_the_cgroup_default_unless_told(
     assert names == [f"worker{i}@%h" for i in range(1, expected + 1)]
 
 
-def test_worker_refuses_zero_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_worker_refuses_zero_processes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str
+) -> None:
     from typer.testing import CliRunner
 
     from sandbox_platform.cli import app
 
     monkeypatch.setenv("SANDBOX_PLATFORM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SANDBOX_PLATFORM_REDIS_URL", redis_url)
     result = CliRunner().invoke(app, ["worker", "--processes", "0"])
     assert result.exit_code == 2
     assert "must be at least 1" in result.output
