@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -13,6 +12,7 @@ import typer
 
 from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
 from sandbox_platform.core.settings import Settings
+from sandbox_platform.procs.cpu_quota import default_processes
 from sandbox_platform.procs.deadlines import DeadlineWatch
 from sandbox_platform.procs.supervisor import Supervisor
 
@@ -28,7 +28,10 @@ EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 def worker(
     ctx: typer.Context,
     processes: Annotated[
-        int | None, typer.Option(help="consumer processes (default: one per core)")
+        int | None,
+        typer.Option(
+            help="consumer processes (default: the container's CPU limit, else one per core)"
+        ),
     ] = None,
     pool: Annotated[str, typer.Option(help="solo, or prefork for hard time limits")] = "solo",
     app_option: AppOption = None,
@@ -45,7 +48,8 @@ def worker(
         ),
     ] = False,
 ) -> None:
-    """Start worker consumers: one process per core, solo pool, lean flags (docs/architecture.md).
+    """Start worker consumers: one process per CPU of the container's limit (else one per
+    core), solo pool, lean flags (docs/architecture.md, docs/deployment.md).
 
     A consumer that dies is started again; a settings error or a live NO-GO stops them all.
 
@@ -54,7 +58,7 @@ def worker(
     settings = cli_settings()
     if pool not in ("solo", "prefork"):
         raise typer.BadParameter("must be solo or prefork", param_hint="--pool")
-    count = processes or os.cpu_count() or 1
+    count = default_processes() if processes is None else processes
     if count < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--processes")
     module = app_module(app_option, settings)

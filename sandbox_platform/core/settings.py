@@ -62,8 +62,13 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Everything the platform can be told. Build it with :func:`load_settings`."""
 
+    # An empty variable is an unset one: compose's ${VAR:-} and a Secret's "" key mean "none".
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        env_ignore_empty=True,
     )
 
     mode: Mode = Field(default=Mode.SANDBOX, description="sandbox (default) or live")

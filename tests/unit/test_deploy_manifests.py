@@ -31,6 +31,28 @@ def _commands() -> list[list[str]]:
 
 
 HTTP_ENDPOINTS = {"/healthz", "/readyz", "/metrics"}
+#: Flower's own probe endpoint (flower/urls.py), served without credentials
+FLOWER_HEALTH = "/healthcheck"
+
+
+def _http_probes(name: str) -> list[str]:
+    return [
+        container[probe]["httpGet"]["path"]
+        for doc in _docs(name)
+        for container in _containers(doc)
+        for probe in ("livenessProbe", "readinessProbe")
+        if "httpGet" in container.get(probe, {})
+    ]
+
+
+def test_flower_probes_use_flowers_health_endpoint() -> None:
+    import re
+
+    from flower.urls import handlers
+
+    patterns = [h.regex.pattern if hasattr(h, "regex") else h[0] for h in handlers]
+    assert any(re.fullmatch(pattern, FLOWER_HEALTH) for pattern in patterns)
+    assert _http_probes("flower.yaml") == [FLOWER_HEALTH, FLOWER_HEALTH]
 
 
 def test_http_probes_use_the_dashboards_endpoints() -> None:
@@ -41,6 +63,7 @@ def test_http_probes_use_the_dashboards_endpoints() -> None:
     probes = [
         container[probe]["httpGet"]["path"]
         for path in MANIFESTS
+        if path.name != "flower.yaml"
         for doc in yaml.safe_load_all(path.read_text())
         for container in (doc or {})
         .get("spec", {})
@@ -134,7 +157,7 @@ def test_flower_credentials_come_from_the_secret() -> None:
     assert not any("auth" in word.lower() for word in container["command"])
     env = {item["name"]: item for item in container["env"]}
     ref = env["SANDBOX_PLATFORM_FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
-    assert ref["name"] == "sandbox-platform"
+    assert ref["name"] == "sandbox-platform-ui"
     for path in MANIFESTS:  # no manifest carries a literal Flower credential
         for doc in _docs(path.name):
             for item in _containers(doc):
