@@ -27,9 +27,7 @@ _SECRET_KEY = re.compile(
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@"
 )
-_BEARER = re.compile(
-    r"\b(Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/\-]+=*)", re.IGNORECASE
-)
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/\-]+=*)", re.IGNORECASE)
 _INLINE_SECRET = re.compile(
     r"(?P<key>\b[\w\-]*(?:password|passwd|secret|token|api[_-]?key)[\w\-]*\b)"
     r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>[^\s'\",;&]+)",
