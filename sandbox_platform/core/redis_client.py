@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+from pathlib import Path
 
 import redis
 
-from sandbox_platform.core.embedded import ensure_embedded_redis
+from sandbox_platform.core.embedded import (
+    ensure_embedded_redis,
+    register_user,
+    release_embedded_redis,
+    started_here,
+)
 from sandbox_platform.core.settings import Settings
 
 __all__ = ["broker_redis", "celery_url", "get_redis", "redis_url", "reset_clients", "text"]
@@ -20,7 +27,30 @@ def redis_url(settings: Settings) -> str:
     """The configured Redis URL, or the embedded server's (started on first use)."""
     if settings.redis_url is not None:
         return settings.redis_url
-    return ensure_embedded_redis(settings.data_dir)
+    url = ensure_embedded_redis(settings.data_dir)
+    _note_embedded_use(settings.data_dir)
+    return url
+
+
+_noted: set[tuple[int, Path]] = set()
+
+
+def _note_embedded_use(data_dir: Path) -> None:
+    """Once per process and ``data_dir``: note this process as a user of the embedded server
+    and, when this process started it, stop it at exit or say it keeps running for the
+    others (``release_embedded_redis``)."""
+    me = os.getpid()
+    if (me, data_dir) in _noted:
+        return
+    _noted.add((me, data_dir))
+    register_user(data_dir)
+    if started_here(data_dir):
+
+        def release() -> None:
+            if os.getpid() == me:  # a forked child inherits atexit hooks: not its server
+                release_embedded_redis(data_dir)
+
+        atexit.register(release)
 
 
 def broker_redis(settings: Settings) -> redis.Redis:
