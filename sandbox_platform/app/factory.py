@@ -8,11 +8,13 @@ connected in :mod:`sandbox_platform.app.signals`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from celery import Celery
 
 from sandbox_platform.app.builtin_tasks import register_builtin_tasks
+from sandbox_platform.app.programs import PlatformBeat, PlatformWorker
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
 from sandbox_platform.app.tracing import install_tracing
@@ -50,6 +52,16 @@ class PlatformCelery(Celery):
         if not headers or MODE_HEADER not in headers:
             options["headers"] = {**(headers or {}), MODE_HEADER: self.platform_settings.mode.value}
         return super().send_task(name, *args, **options)
+
+    @cached_property
+    def Worker(self) -> Any:
+        """``celery worker``: all JSON in JSON mode, a truthful banner (app/programs.py)."""
+        return self.subclass_with_self(PlatformWorker)
+
+    @cached_property
+    def Beat(self) -> Any:
+        """``celery beat``: all JSON in JSON mode, a truthful banner (app/programs.py)."""
+        return self.subclass_with_self(PlatformBeat)
 
 
 def create_app(

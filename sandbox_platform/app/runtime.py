@@ -34,6 +34,7 @@ from sandbox_platform.ops.alert_wiring import build_dispatcher, wire_alert_sourc
 from sandbox_platform.ops.alerts import AlertDispatcher
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.metrics import Metrics
+from sandbox_platform.ops.unlimited_resources import UnlimitedResourceWatch
 
 __all__ = [
     "Runtime",
@@ -69,6 +70,8 @@ class Runtime:
         wire_alert_sources(alerts, events)
         metrics = Metrics(client, prefix)
         metrics.subscribe(events)
+        governor = Governor(client, prefix)
+        UnlimitedResourceWatch(governor, alerts).subscribe(events)
         services = Services(settings=settings, redis=client, events=events, recorder=recorder)
         return cls(
             settings=settings,
@@ -84,7 +87,7 @@ class Runtime:
                 database_url=settings.active_database_url,
             ),
             metrics=metrics,
-            governor=Governor(client, prefix),
+            governor=governor,
             idempotency=IdempotencyStore(client, prefix),
             pipeline=Pipeline(guards, services),
         )

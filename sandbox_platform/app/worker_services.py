@@ -42,6 +42,7 @@ class WorkerServices:
             alert=self._alert,
             prefix=rt.settings.key_prefix,
             name=hostname,
+            startup_grace_seconds=rt.settings.heartbeat_grace,
         )
 
     def _alert(self, severity: str, kind: str, message: str, context: dict[str, Any]) -> None:

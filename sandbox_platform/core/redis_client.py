@@ -10,8 +10,10 @@ refuse it): Celery's Redis transport does not support one.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -19,7 +21,12 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from sandbox_platform.core.cluster_url import cluster_nodes, is_cluster_url
-from sandbox_platform.core.embedded import ensure_embedded_redis
+from sandbox_platform.core.embedded import (
+    ensure_embedded_redis,
+    register_user,
+    release_embedded_redis,
+    started_here,
+)
 from sandbox_platform.core.settings import Settings
 
 __all__ = [
@@ -43,7 +50,30 @@ def redis_url(settings: Settings) -> str:
     """The configured Redis URL, or the embedded server's (started on first use)."""
     if settings.redis_url is not None:
         return settings.redis_url
-    return ensure_embedded_redis(settings.data_dir)
+    url = ensure_embedded_redis(settings.data_dir)
+    _note_embedded_use(settings.data_dir)
+    return url
+
+
+_noted: set[tuple[int, Path]] = set()
+
+
+def _note_embedded_use(data_dir: Path) -> None:
+    """Once per process and ``data_dir``: note this process as a user of the embedded server
+    and, when this process started it, stop it at exit or say it keeps running for the
+    others (``release_embedded_redis``)."""
+    me = os.getpid()
+    if (me, data_dir) in _noted:
+        return
+    _noted.add((me, data_dir))
+    register_user(data_dir)
+    if started_here(data_dir):
+
+        def release() -> None:
+            if os.getpid() == me:  # a forked child inherits atexit hooks: not its server
+                release_embedded_redis(data_dir)
+
+        atexit.register(release)
 
 
 def broker_redis(settings: Settings) -> redis.Redis:

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(
         default=10.0, ge=0.1, le=86400, allow_inf_nan=False, description="seconds between ticks"
     )
+    heartbeat_grace_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="seconds a starting worker waits before it may alert heartbeat_stale; "
+        "unset: 2 x heartbeat_interval",
+    )
     log_format: Literal["json", "console"] = Field(default="json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
     log_task_events: bool = Field(
@@ -285,6 +293,13 @@ class Settings(BaseSettings):
             assert self.live_database_url is not None  # enforced by the validator
             return self.live_database_url
         return self.sandbox_database_url
+
+    @property
+    def heartbeat_grace(self) -> float:
+        """Seconds a starting worker's watchdog stays quiet (default 2 x the interval)."""
+        if self.heartbeat_grace_seconds is not None:
+            return self.heartbeat_grace_seconds
+        return 2 * self.heartbeat_interval
 
     @property
     def embedded_redis(self) -> bool:

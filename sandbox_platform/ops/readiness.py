@@ -151,6 +151,14 @@ def _clean(text: str) -> str:
     return redact_value(" ".join(text.split()))[:_MAX_MESSAGE]
 
 
+def _call(callback: Callable[[Report], None], report: Report, name: str) -> None:
+    """A report callback's error is logged, never raised."""
+    try:
+        callback(report)
+    except Exception:
+        log.exception(f"readiness {name} callback failed")
+
+
 class ReadinessChecker:
     """Runs the readiness checks against ``settings`` (and ``app``'s broker and tasks).
 
@@ -158,8 +166,10 @@ class ReadinessChecker:
     (:func:`~sandbox_platform.core.celery_config.bare_app`, no tasks) is built only when a
     check needs one (broker, worker, config, governor); pass the application's app to check
     its tasks. ``skip`` names checks not to run (they are left out of the report).
-    ``on_no_go`` is called with every NO-GO report; an error inside it is logged, never
-    raised. ``dry_run_lock`` is the lock the dry-run check inspects (default: the process's).
+    ``on_no_go`` is called with every NO-GO report, ``on_report`` with every report (GO
+    too: :class:`~sandbox_platform.ops.readiness_alerts.VerdictAlerts` alerts on changes); an
+    error inside either is logged, never raised. ``dry_run_lock`` is the lock the dry-run
+    check inspects (default: the process's).
     """
 
     #: name -> (failure code, function); a subclass may replace entries.
@@ -174,6 +184,7 @@ class ReadinessChecker:
         skip: Collection[str] = (),
         on_no_go: Callable[[Report], None] | None = None,
         dry_run_lock: DryRunLock | None = None,
+        on_report: Callable[[Report], None] | None = None,
     ) -> None:
         unknown = sorted(set(skip) - set(self.checks))
         if unknown:
@@ -186,6 +197,7 @@ class ReadinessChecker:
         self.timeout = float(timeout if timeout is not None else settings.readiness_timeout)
         self.skip = frozenset(skip)
         self.on_no_go = on_no_go
+        self.on_report = on_report
         self.dry_run_lock = dry_run_lock
 
     def _build_app(self) -> Celery:
@@ -208,10 +220,9 @@ class ReadinessChecker:
         if not report.go:
             log.warning("readiness NO-GO", reasons=report.reasons)
             if self.on_no_go is not None:
-                try:
-                    self.on_no_go(report)
-                except Exception:
-                    log.exception("readiness on_no_go callback failed")
+                _call(self.on_no_go, report, "on_no_go")
+        if self.on_report is not None:
+            _call(self.on_report, report, "on_report")
         return report
 
     @staticmethod

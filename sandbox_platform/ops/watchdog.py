@@ -7,7 +7,10 @@ happen in one Lua script with Redis time, so however many workers check at once:
 * stale -> healthy  fires one ``info`` alert, kind ``heartbeat_recovered``.
 
 "Stale" means the last tick is older than two intervals, or no tick was ever recorded and the
-grace period since the first watchdog check in the cluster has passed.
+grace period since the first watchdog check in the cluster has passed. A watchdog also stays
+quiet for ``startup_grace_seconds`` after it is built (a worker's start-up, before any beat
+has ticked; ``SANDBOX_PLATFORM_HEARTBEAT_GRACE_SECONDS``, default 2 x the interval): a
+worker that starts with the beat is not a page.
 
 If the alert callback raises, the transition is undone (compare-and-set, only if nobody
 moved the state since) and the error propagates, so the next check tries again rather than
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +107,8 @@ class BeatWatchdog:
         max_age_seconds: float | None = None,
         grace_seconds: float | None = None,
         name: str | None = None,
+        startup_grace_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.heartbeat = heartbeat
         self.client = client
@@ -111,6 +117,8 @@ class BeatWatchdog:
         self.max_age_seconds = heartbeat.max_age if max_age_seconds is None else max_age_seconds
         self.grace_seconds = self.max_age_seconds if grace_seconds is None else grace_seconds
         self.name = name or uuid.uuid4().hex[:8]
+        self._clock = clock
+        self._quiet_until = clock() + startup_grace_seconds
         self.state_key = heartbeat_key(prefix, "watchdog", "state")
         self.since_key = heartbeat_key(prefix, "watchdog", "since")
         self._check = client.register_script(_CHECK)
@@ -119,7 +127,10 @@ class BeatWatchdog:
         self._thread: threading.Thread | None = None
 
     def check(self) -> str | None:
-        """One check; returns the alert kind this call fired, or None."""
+        """One check; returns the alert kind this call fired, or None (always None during
+        the start-up grace)."""
+        if self._clock() < self._quiet_until:
+            return None
         transition, age_us = self._check(
             keys=[self.heartbeat.last_key, self.state_key, self.since_key],
             args=[int(self.max_age_seconds * 1_000_000), int(self.grace_seconds * 1_000_000)],

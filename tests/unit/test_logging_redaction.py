@@ -100,3 +100,38 @@ def test_celery_task_event_lines_are_opt_in(task_events: bool) -> None:
     events = [r["event"] for r in _records(stream)]
     assert ("Task x[1] succeeded in 0.01s: None" in events) is task_events
     assert "Task y[2] raised unexpected: RuntimeError()" in events  # failures always pass
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lease beat acquired by host:1:ab12 with token 12",
+        "beat host:1:ab12 is now the leader (fencing token 7)",
+        "claim taken, fencing_token=42",
+        "processed 1200 jobs in 3 batches, tick sandbox-platform-heartbeat:1795795030",
+    ],
+)
+def test_counts_fencing_tokens_and_ids_stay_readable(text: str) -> None:
+    assert redact_value(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Token abc123def", "abc123def"),
+        ("Bearer 123456789", "123456789"),
+        ("password=123456", "123456"),
+        ("api_token=987654", "987654"),
+        ("auth_token: 555111", "555111"),
+        ("session_token=31337", "31337"),
+    ],
+)
+def test_numeric_secrets_are_still_masked(text: str, secret: str) -> None:
+    assert secret not in redact_value(text)
+
+
+def test_fencing_token_in_a_log_line_is_readable(log_stream: io.StringIO) -> None:
+    logging.getLogger("sandbox_platform.ops.leader").info(
+        "lease %s acquired by %s with token %s", "beat", "host:1:ab", 9
+    )
+    assert _records(log_stream)[0]["event"] == "lease beat acquired by host:1:ab with token 9"

@@ -1,0 +1,185 @@
+"""The ``celery worker`` and ``celery beat`` programs of a platform app: truthful, and all
+JSON in JSON mode.
+
+Celery prints a banner, warnings and shutdown notes straight to the terminal, around the
+logging pipeline. With ``SANDBOX_PLATFORM_LOG_FORMAT=json`` every line a worker or a beat
+writes must parse as JSON, so these subclasses (installed by ``PlatformCelery.Worker`` /
+``.Beat``):
+
+* configure logging before Celery does anything (so the first lines, e.g. the egress-guard
+  note at ``worker_init``, are already JSON) and route Python ``warnings`` (Celery's
+  ``SecurityWarning``, ``CPendingDeprecationWarning``...) through logging;
+* replace the banner with one ``celery worker starting`` / ``celery beat starting`` event
+  carrying the same facts;
+* write Celery's shutdown notes (``worker: Warm shutdown (MainProcess)``) as JSON events;
+* send what task code prints to stdout/stderr through logging (``celery.redirected``).
+
+In both formats the banner names the log level that is really in force (the platform's
+``LOG_LEVEL``, which the platform's logging set-up applies whatever ``--loglevel`` says).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from celery import VERSION_BANNER
+from celery.apps import worker as celery_worker
+from celery.apps.beat import Beat
+from celery.apps.worker import Worker
+from celery.utils.log import LOG_LEVELS, LoggingProxy, get_logger
+
+from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.redaction import redact
+from sandbox_platform.core.settings import Settings, active_settings
+
+__all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
+
+log = structlog.get_logger("sandbox_platform.app.programs")
+
+
+def _settings(app: Any) -> Settings:
+    settings = getattr(app, "platform_settings", None)
+    return settings if isinstance(settings, Settings) else active_settings()
+
+
+def startup_logging(settings: Settings) -> bool:
+    """Configure logging now (not at Celery's ``setup_logging``); True in JSON mode, where
+    Python warnings then go through logging too."""
+    configure_logging(settings.log_format, settings.log_level, task_events=settings.log_task_events)
+    json_mode = settings.log_format == "json"
+    if json_mode:
+        logging.captureWarnings(True)
+        celery_worker.safe_say = json_say  # type: ignore[attr-defined]
+    return json_mode
+
+
+def json_say(msg: str, f: Any = sys.__stderr__) -> None:
+    """Celery's ``safe_say`` as one JSON line: a raw ``os.write`` like the original, since it
+    runs inside signal handlers where taking the logging lock could deadlock."""
+    event = {
+        "event": str(msg).strip(),
+        "logger": "celery.apps.worker",
+        "level": "warning",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    # best effort, as Celery's: losing a note must not break a shutdown
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        os.write(f.fileno(), (json.dumps(redact(event)) + "\n").encode())
+
+
+class LineLoggingProxy(LoggingProxy):
+    """Celery's stdout/stderr proxy, but one log event per printed line (Celery's logs every
+    ``write``: ``print("a", 1)`` would be three events)."""
+
+    _lines = threading.local()
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        text = str(data)
+        pending: str = getattr(self._lines, "pending", "") + text
+        *complete, rest = pending.split("\n")
+        self._lines.pending = rest
+        for line in complete:
+            super().write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        rest: str = getattr(self._lines, "pending", "")
+        self._lines.pending = ""
+        if rest:
+            super().write(rest)
+
+
+def _level_number(settings: Settings) -> int:
+    return int(LOG_LEVELS[settings.log_level])
+
+
+class PlatformWorker(Worker):
+    """``celery worker`` for a platform app (see the module's docstring)."""
+
+    def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
+        self._sp_json = startup_logging(_settings(self.app))
+        super().on_before_init(quiet=quiet, **kwargs)
+
+    def on_after_init(self, *args: Any, **kwargs: Any) -> None:
+        super().on_after_init(*args, **kwargs)
+        self.loglevel = _level_number(_settings(self.app))  # the level in force
+
+    def on_start(self) -> None:
+        super().on_start()
+        me: Any = self
+        if self._sp_json:  # print() in task code -> JSON (whatever worker_redirect_stdouts)
+            proxy = LineLoggingProxy(get_logger("celery.redirected"), me.redirect_stdouts_level)
+            sys.stdout = sys.stderr = proxy
+
+    def emit_banner(self) -> None:
+        if not self._sp_json:
+            super().emit_banner()
+            return
+        log.info("celery worker starting", **self.startup_facts())
+
+    def startup_facts(self) -> dict[str, Any]:
+        """What Celery's banner says, as fields."""
+        app = self.app
+        me: Any = self
+        pool = me.pool_cls if isinstance(me.pool_cls, str) else me.pool_cls.__module__
+        user_tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
+        return {
+            "hostname": me.hostname,
+            "pid": os.getpid(),
+            "celery_version": VERSION_BANNER,
+            "app": app.main or "__main__",
+            "mode": _settings(app).mode.value,
+            "transport": app.connection().as_uri(),
+            "results": app.backend.as_uri(),
+            "concurrency": me.concurrency,
+            "autoscale": list(me.autoscale) if me.autoscale else None,
+            "pool": pool.split(".")[-1],
+            "task_events": bool(me.task_events),
+            "queues": sorted(app.amqp.queues.keys()),
+            "tasks": user_tasks,
+            "log_level": _settings(app).log_level,
+            "platform": platform.platform(),
+        }
+
+
+class PlatformBeat(Beat):
+    """``celery beat`` for a platform app (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = _settings(self.app)
+        self.loglevel = _level_number(settings)  # the banner's level is the one in force
+        self._sp_json = startup_logging(settings)
+        if self._sp_json:
+            self.quiet = True  # the banner becomes one JSON event (install_sync_handler)
+
+    def install_sync_handler(self, service: Any) -> None:
+        if self._sp_json:
+            log.info("celery beat starting", **self.startup_facts(service))
+        super().install_sync_handler(service)
+
+    def startup_facts(self, service: Any) -> dict[str, Any]:
+        """What Celery's beat banner says, as fields."""
+        scheduler = service.get_scheduler(lazy=True)
+        app: Any = self.app
+        me: Any = self
+        return {
+            "pid": os.getpid(),
+            "celery_version": VERSION_BANNER,
+            "broker": app.connection().as_uri(),
+            "loader": type(app.loader).__qualname__,
+            "scheduler": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+            "scheduler_info": " ".join(str(scheduler.info).split()),
+            "max_interval": scheduler.max_interval,
+            "logfile": me.logfile or "[stderr]",
+            "log_level": _settings(self.app).log_level,
+        }
