@@ -163,3 +163,18 @@ def run_at_once(
                 p.kill()
                 p.wait(10)
     return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM the process group a test started (``start_new_session=True``), SIGKILL it if
+    it has not exited within ``timeout``."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

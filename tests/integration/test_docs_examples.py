@@ -3,8 +3,9 @@
 * ``python`` blocks run, each in a fresh interpreter with the test's Redis and database, and
   must exit 0 (their ``assert``s are the example's claims);
 * ``bash`` blocks: every ``sandbox-platform`` command must exist with the options it is given
-  (checked against the CLI itself), and every ``SANDBOX_PLATFORM_*`` variable exported must be
-  a setting; other commands (pip, docker, kubectl, redis-server) are the reader's, not ours;
+  (checked against the CLI itself, as the deployment files' commands are), and every
+  ``SANDBOX_PLATFORM_*`` variable exported must be a setting; other commands (pip, docker,
+  kubectl, redis-server) are the reader's, not ours;
 * blocks without a language are output or diagrams, and blocks in ``yaml``/``dockerfile``
   are checked by the deployment tests.
 """
@@ -16,11 +17,10 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
 
+from tests.deploy_files import check_platform_command
 from tests.helpers import platform_env
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -65,25 +65,6 @@ def _commands(code: str) -> list[list[str]]:
     return lines
 
 
-def _check_cli(argv: list[str]) -> None:
-    from sandbox_platform.cli import app
-
-    command: Any = typer.main.get_command(app)  # (typer's own click: duck-typed)
-    args = argv[1:]
-    while hasattr(command, "list_commands") and args and not args[0].startswith("-"):
-        sub = command.get_command(command.context_class(command), args[0])
-        assert sub is not None, f"no command {args[0]!r} in {' '.join(argv)!r}"
-        command, args = sub, args[1:]
-    known = {opt for param in command.params for opt in getattr(param, "opts", [])}
-    known |= {opt for param in command.params for opt in getattr(param, "secondary_opts", [])}
-    known.add("--help")
-    extra = bool(command.context_settings.get("ignore_unknown_options"))
-    for arg in args:
-        option = arg.split("=", 1)[0]
-        if option.startswith("--") and not extra:
-            assert option in known, f"{' '.join(argv)!r}: no option {option} (known: {known})"
-
-
 @pytest.mark.parametrize(("doc", "index", "code"), BASH, ids=[f"{d}#{i}" for d, i, _ in BASH])
 def test_shell_example_names_real_commands_and_settings(doc: str, index: int, code: str) -> None:
     from sandbox_platform.core.settings import ENV_PREFIX, Settings
@@ -91,15 +72,15 @@ def test_shell_example_names_real_commands_and_settings(doc: str, index: int, co
     settings = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     for argv in _commands(code):
         if argv[0] == "sandbox-platform":
-            _check_cli(argv)
+            check_platform_command(argv)
         if argv[0] == "export":
             name = argv[1].split("=", 1)[0]
             assert not name.startswith(ENV_PREFIX) or name in settings, f"{doc}: {name}"
 
 
 def test_the_checker_catches_a_wrong_command_and_option() -> None:
-    with pytest.raises(AssertionError, match="no command"):
-        _check_cli(["sandbox-platform", "wroker"])
-    with pytest.raises(AssertionError, match="no option"):
-        _check_cli(["sandbox-platform", "readiness", "--jsn"])
-    _check_cli(["sandbox-platform", "dead-letters", "replay", "1", "--app", "shop_tasks"])
+    with pytest.raises(AssertionError, match="no such command"):
+        check_platform_command(["sandbox-platform", "wroker"])
+    with pytest.raises(AssertionError, match="not an option"):
+        check_platform_command(["sandbox-platform", "readiness", "--jsn"])
+    check_platform_command(["sandbox-platform", "dead-letters", "replay", "1", "--app", "shop"])

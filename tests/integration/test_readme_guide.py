@@ -10,17 +10,15 @@ configured" would start an embedded Redis).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import platform_env, wait_until
+from tests.helpers import platform_env, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -113,10 +111,4 @@ def test_readme_guide_runs_as_written(
         assert "order-42" in listed.stdout and "payment" in listed.stdout
     finally:
         for proc in started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            stop_group(proc)

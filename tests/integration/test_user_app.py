@@ -9,8 +9,6 @@ the user's tasks; an app that cannot be imported is one line and exit 2.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tests.helpers import platform_env, wait_until
+from tests.helpers import platform_env, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -79,16 +77,6 @@ def _start(cwd: Path, env: dict[str, str], log: Path, *args: str) -> subprocess.
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.fixture
@@ -179,8 +167,8 @@ def test_platform_commands_run_a_user_app(
             + (tmp_path / "worker.log").read_text()[-3000:],
         )
     finally:
-        _stop(worker)
-        _stop(beat)
+        stop_group(worker)
+        stop_group(beat)
     assert worker.returncode == 0, (tmp_path / "worker.log").read_text()[-2000:]
 
 
