@@ -110,16 +110,21 @@ class TestBroker:
             client.close()
 
     def delete_queues(self, queues: tuple[str, ...] = TEST_QUEUES) -> None:
-        """Delete the test apps' queues on RabbitMQ (Redis is flushed by its fixture)."""
+        """Delete the test apps' queues on RabbitMQ (Redis is flushed by its fixture).
+
+        kombu keeps connections in a process-wide pool keyed by URL, and each remembers what
+        it declared: an app of the next test would then skip declaring a queue deleted here,
+        and its messages would go nowhere. The pools are reset with the queues."""
         if not self.amqp_url:
             return
-        from kombu import Connection
+        from kombu import Connection, pools
 
         with Connection(self.amqp_url, connect_timeout=10) as conn:
             channel = conn.channel()
             for queue in queues:
                 channel.queue_delete(queue=queue)  # deleting a missing queue is fine
             channel.close()
+        pools.reset()
 
     def check_reachable(self) -> None:
         if not self.amqp_url:
