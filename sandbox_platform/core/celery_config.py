@@ -74,11 +74,12 @@ def _redis_transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def _amqp_transport_options() -> dict[str, Any]:
-    """RabbitMQ: a publish returns once the broker has the message (publisher confirms),
-    as a Redis publish returns once the list holds it. RabbitMQ has no visibility timeout:
-    a lost connection hands back what it held at once; its consumer timeout bounds how long
-    a delivery may stay unacknowledged (``Settings.redelivery_timeout``)."""
-    return {"confirm_publish": True}
+    """RabbitMQ has no visibility timeout: a lost connection hands back what it held at once;
+    its consumer timeout bounds how long a delivery may stay unacknowledged
+    (``Settings.redelivery_timeout``). No publisher confirms: with ``confirm_publish`` a
+    worker's event loop misses deliveries (seen with kombu 5.7 / py-amqp 5.4: a solo worker
+    stalled with one message unacknowledged until another frame arrived)."""
+    return {}
 
 
 def bare_app(settings: Settings, main: str = "sandbox_platform") -> Celery:

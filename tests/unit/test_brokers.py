@@ -76,12 +76,12 @@ def test_redelivery_timeout_is_the_brokers_own() -> None:
     assert "consumer timeout" in on_rabbit.redelivery_timeout_name
 
 
-def test_rabbitmq_gets_publisher_confirms_and_no_redis_transport_options() -> None:
+def test_rabbitmq_gets_no_redis_transport_options() -> None:
     settings = load_settings(
         redis_url=REDIS, broker_url="amqp://127.0.0.1//", result_backend="redis"
     )
     conf = celery_config(settings)
-    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert conf["broker_transport_options"] == {}  # no visibility timeout, no confirms
     assert conf["result_backend"] == REDIS  # "redis" still means the coordination Redis
     assert conf["sandbox_platform_redis_url"] == REDIS
     assert "visibility_timeout" in conf["result_backend_transport_options"]
