@@ -76,9 +76,8 @@ def _redis_transport_options(settings: Settings) -> dict[str, Any]:
 def _amqp_transport_options() -> dict[str, Any]:
     """RabbitMQ has no visibility timeout: a lost connection hands back what it held at once;
     its consumer timeout bounds how long a delivery may stay unacknowledged
-    (``Settings.redelivery_timeout``). No publisher confirms: with ``confirm_publish`` a
-    worker's event loop misses deliveries (seen with kombu 5.7 / py-amqp 5.4: a solo worker
-    stalled with one message unacknowledged until another frame arrived)."""
+    (``Settings.redelivery_timeout``). No publisher confirms (``confirm_publish`` is off): the
+    solo worker's stall once blamed on them came from kombu's event loop (app/hub.py)."""
     return {}
 
 
