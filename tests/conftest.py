@@ -5,6 +5,8 @@ Environment knobs (all optional):
   SP_TEST_REDIS_DB    the db index tests own and flush (default 9)
   SP_TEST_PG_URL      a PostgreSQL server URL with rights to create databases
                       (default postgresql://postgres@127.0.0.1:5432/postgres)
+  SP_TEST_AMQP_URL    the RabbitMQ server of the tests parametrized over both brokers
+                      (tests/brokers.py; default amqp://guest:guest@127.0.0.1:5672)
 """
 
 from __future__ import annotations
@@ -103,16 +105,48 @@ def _clean_platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- real worker processes --------------------------------------------------------------------
 
+from tests.brokers import TestBroker, amqp_vhost  # noqa: E402
 from tests.helpers import platform_env, wait_until  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _amqp_vhost_of_the_session() -> Iterator[None]:
+    """The RabbitMQ virtual host a session made (on first use) is deleted at its end."""
+    yield
+    amqp_vhost.close()
+
+
 @pytest.fixture
-def platform_settings_kwargs(redis_url: str, sqlite_url: str, tmp_path: Path) -> dict[str, object]:
-    """Settings every process of one test shares: the test Redis, a migrated SQLite db."""
+def broker(request: pytest.FixtureRequest, redis_url: str) -> Iterator[TestBroker]:
+    """The test's broker: Redis (the coordination Redis, as by default) unless the test is
+    parametrized with ``tests.brokers.ON_BOTH_BROKERS``; on RabbitMQ its queues are deleted
+    before and after the test (after the workers stopped: they depend on this fixture)."""
+    kind = getattr(request, "param", "redis")
+    if kind == "redis":
+        yield TestBroker("redis", redis_url)
+        return
+    found = TestBroker("rabbitmq", redis_url, amqp_vhost.get())
+    found.check_reachable()
+    found.delete_queues()
+    yield found
+    found.delete_queues()
+
+
+@pytest.fixture
+def platform_settings_kwargs(
+    redis_url: str, sqlite_url: str, tmp_path: Path, broker: TestBroker
+) -> dict[str, object]:
+    """Settings every process of one test shares: the test Redis, a migrated SQLite db, the
+    test's broker."""
     from sandbox_platform.db import migrate
 
     migrate.upgrade(sqlite_url)
-    return {"redis_url": redis_url, "database_url": sqlite_url, "data_dir": tmp_path / "data"}
+    return {
+        "redis_url": redis_url,
+        "database_url": sqlite_url,
+        "data_dir": tmp_path / "data",
+        **broker.settings(),
+    }
 
 
 @pytest.fixture
@@ -132,15 +166,17 @@ def pg_databases() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def pg_settings_kwargs(
-    redis_url: str, pg_databases: tuple[str, str], tmp_path: Path
+    redis_url: str, pg_databases: tuple[str, str], tmp_path: Path, broker: TestBroker
 ) -> dict[str, object]:
-    """Settings on PostgreSQL: a sandbox and a live database, both migrated."""
+    """Settings on PostgreSQL: a sandbox and a live database, both migrated; the test's
+    broker."""
     sandbox, live = pg_databases
     return {
         "redis_url": redis_url,
         "database_url": sandbox,
         "live_database_url": live,
         "data_dir": tmp_path / "data",
+        **broker.settings(),
     }
 
 

@@ -88,6 +88,16 @@ def register(app: Celery) -> SimpleNamespace:
         _redis().rpush(key, str(i))
         return i
 
+    @guarded_task(app, name="tests.stamp")
+    def stamp(key: str, i: int) -> int:
+        _redis().rpush(key, f"{i} {time.time()}")
+        return i
+
+    @guarded_task(app, name="tests.limited_stamp", governor=["test-bucket"])
+    def limited_stamp(key: str, i: int) -> int:
+        _redis().rpush(key, f"{i} {time.time()}")
+        return i
+
     @guarded_task(app, name="tests.effect_once", idempotency_key="{order_id}", idempotency_lease=3)
     def effect_once(order_id: str, sleep_seconds: float, started_key: str) -> dict[str, Any]:
         job = current_job()
@@ -140,6 +150,8 @@ def register(app: Celery) -> SimpleNamespace:
         flaky=flaky,
         always_fails=always_fails,
         limited=limited,
+        stamp=stamp,
+        limited_stamp=limited_stamp,
         effect_once=effect_once,
         write_order=write_order,
         ttl_once=ttl_once,

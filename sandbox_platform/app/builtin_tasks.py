@@ -14,8 +14,7 @@ import structlog
 from celery import Celery, Task
 
 from sandbox_platform.app.runtime import runtime_for
-from sandbox_platform.core.redis_client import broker_redis
-from sandbox_platform.ops.backlog import check_backlog, known_queues
+from sandbox_platform.ops.backlog import broker_queues, check_backlog, known_queues
 from sandbox_platform.ops.readiness_checks import CANARY_TASK, canary_key
 from sandbox_platform.ops.retention import purge_expired_records
 
@@ -74,7 +73,7 @@ def _queue_watch(task: Task[Any, Any], tick_id: str | None = None) -> dict[str, 
     settings = rt.settings
     stats = check_backlog(
         rt.alerts,
-        broker_redis(settings),
+        broker_queues(settings),
         known_queues(task.app),
         threshold=settings.queue_backlog_threshold,
         max_age=settings.queue_max_age,

@@ -14,6 +14,9 @@ writes must parse as JSON, so these subclasses (installed by ``PlatformCelery.Wo
 * write Celery's shutdown notes (``worker: Warm shutdown (MainProcess)``) as JSON events;
 * send what task code prints to stdout/stderr through logging (``celery.redirected``).
 
+The worker's event loop is :class:`~sandbox_platform.app.hub.ReadyAwareHub` (kombu's hub,
+which never sleeps in ``poll`` while callbacks are queued: see app/hub.py).
+
 In both formats the banner names the log level that is really in force (the platform's
 ``LOG_LEVEL``, which the platform's logging set-up applies whatever ``--loglevel`` says).
 """
@@ -37,6 +40,7 @@ from celery.apps.beat import Beat
 from celery.apps.worker import Worker
 from celery.utils.log import LOG_LEVELS, LoggingProxy, get_logger
 
+from sandbox_platform.app.hub import use_ready_aware_hub
 from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.settings import Settings, active_settings
@@ -112,6 +116,10 @@ class PlatformWorker(Worker):
     def on_after_init(self, *args: Any, **kwargs: Any) -> None:
         super().on_after_init(*args, **kwargs)
         self.loglevel = _level_number(_settings(self.app))  # the level in force
+
+    def on_init_blueprint(self) -> None:
+        super().on_init_blueprint()
+        use_ready_aware_hub(self)  # before the Hub step builds the event loop (app/hub.py)
 
     def on_start(self) -> None:
         super().on_start()

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
+from sandbox_platform.core.broker import BrokerKind
 
 __all__ = ["queues_app"]
 
@@ -33,6 +34,15 @@ def migrate(
     from sandbox_platform.ops.legacy_queues import migrate_legacy_queues
 
     settings = cli_settings()
+    if settings.broker_kind is BrokerKind.RABBITMQ:
+        Console(stderr=True).print(
+            "queues migrate moves jobs between Redis lists; the broker is RabbitMQ "
+            "(0.1 ran on Redis only): nothing to migrate (see docs/brokers.md)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     names = queue or [
         base_name(q) for q in known_queues(load_app(app_module(app_option, settings), settings))
     ]

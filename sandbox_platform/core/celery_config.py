@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from sandbox_platform.core.broker import BrokerKind, broker_kind
 from sandbox_platform.core.queues import ModeAMQP
 from sandbox_platform.core.redis_client import celery_url, redis_url
 from sandbox_platform.core.settings import Settings
@@ -25,13 +26,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     coordination = redis_url(settings)
     broker = settings.broker_url or coordination
     backend = coordination if settings.result_backend == "redis" else settings.result_backend
-    transport = {
-        "visibility_timeout": settings.visibility_timeout,
-        # kombu scans for unacked messages of dead workers every interval, but by default
-        # only on every 10th call (100 s + the visibility timeout to recover a crashed job).
-        "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_timeout / 4)),
-        "unacked_restore_throttle": 1,
-    }
+    transport = _redis_transport_options(settings)
+    if broker_kind(broker) is BrokerKind.RABBITMQ:
+        broker_transport = _amqp_transport_options()
+    else:
+        broker_transport = transport
     return {
         "broker_url": celery_url(broker),
         "result_backend": celery_url(backend) if backend else None,
@@ -47,7 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
-        "broker_transport_options": transport,
+        "broker_transport_options": broker_transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": 10,
@@ -62,6 +61,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "sandbox_platform_mode": settings.mode.value,
         "sandbox_platform_leader_ttl": 1.5 * settings.heartbeat_interval,
     }
+
+
+def _redis_transport_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu scans for unacked messages of dead workers every interval, but by default
+        # only on every 10th call (100 s + the visibility timeout to recover a crashed job).
+        "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_timeout / 4)),
+        "unacked_restore_throttle": 1,
+    }
+
+
+def _amqp_transport_options() -> dict[str, Any]:
+    """RabbitMQ has no visibility timeout: a lost connection hands back what it held at once;
+    its consumer timeout bounds how long a delivery may stay unacknowledged
+    (``Settings.redelivery_timeout``). No publisher confirms (``confirm_publish`` is off): the
+    solo worker's stall once blamed on them came from kombu's event loop (app/hub.py)."""
+    return {}
 
 
 def bare_app(settings: Settings, main: str = "sandbox_platform") -> Celery:

@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from sandbox_platform.core.broker import (
+    REDIS_SCHEMES,
+    BrokerKind,
+    broker_kind,
+    check_broker_url,
+    check_redis_url,
+)
 from sandbox_platform.core.cluster_url import CLUSTER_SCHEMES, check_cluster_url, is_cluster_url
 from sandbox_platform.core.errors import IsolationError, SettingsError
 from sandbox_platform.core.redaction import MASK, redact_value
@@ -41,7 +48,6 @@ __all__ = [
 
 ENV_PREFIX = "SANDBOX_PLATFORM_"
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 _ENFORCE_ISOLATION: ContextVar[bool] = ContextVar("sp_enforce_isolation", default=True)
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", ""}
@@ -82,7 +88,9 @@ class Settings(BaseSettings):
         description="Redis for coordination (redis+cluster://: a Redis Cluster); "
         "unset: an embedded redis-server",
     )
-    broker_url: str | None = Field(default=None, description="Celery broker; unset: redis_url")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker: Redis or RabbitMQ (amqp://); unset: redis_url"
+    )
     result_backend: str | None = Field(
         default=None, description="Celery result backend; unset: none (fire-and-forget)"
     )
@@ -93,6 +101,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="embedded state")
     visibility_timeout: int = Field(
         default=3600, ge=1, le=30 * 86400, description="seconds, Redis broker"
+    )
+    consumer_timeout: int = Field(
+        default=1800,
+        ge=1,
+        le=30 * 86400,
+        description="seconds, RabbitMQ broker: its server's consumer_timeout",
     )
     heartbeat_interval: float = Field(
         default=10.0, ge=0.1, le=86400, allow_inf_nan=False, description="seconds between ticks"
@@ -184,27 +198,30 @@ class Settings(BaseSettings):
     def _lower_mode(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("redis_url", "broker_url")
+    @field_validator("redis_url")
     @classmethod
-    def _check_redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _check_redis_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
         if is_cluster_url(value):
-            if info.field_name != "redis_url":
-                raise ValueError(
-                    "the broker cannot be a Redis Cluster (Celery's Redis transport does not "
-                    "support one); a cluster is for SANDBOX_PLATFORM_REDIS_URL only"
-                )
             return check_cluster_url(value)
         scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in _REDIS_SCHEMES or not rest:
-            schemes = "/".join(
-                _REDIS_SCHEMES + (CLUSTER_SCHEMES if info.field_name == "redis_url" else ())
-            )
+        if not sep or scheme not in REDIS_SCHEMES or not rest:
+            schemes = "/".join(REDIS_SCHEMES + CLUSTER_SCHEMES)
             raise ValueError(f"malformed Redis URL (expected {schemes}://...)")
-        if scheme in ("redis", "rediss"):
-            _check_redis_host_port_db(value)
-        return value
+        return check_redis_url(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if is_cluster_url(value):
+            raise ValueError(
+                "the broker cannot be a Redis Cluster (Celery's Redis transport does not "
+                "support one); a cluster is for SANDBOX_PLATFORM_REDIS_URL only"
+            )
+        return check_broker_url(value)
 
     @field_validator("alert_webhook_url")
     @classmethod
@@ -302,6 +319,27 @@ class Settings(BaseSettings):
         return 2 * self.heartbeat_interval
 
     @property
+    def broker_kind(self) -> BrokerKind:
+        """RabbitMQ for an ``amqp://`` broker URL; Redis otherwise (the default)."""
+        return broker_kind(self.broker_url) if self.broker_url else BrokerKind.REDIS
+
+    @property
+    def redelivery_timeout(self) -> int:
+        """Seconds a delivery may stay unacknowledged before the broker hands it out again:
+        Redis's visibility timeout, or RabbitMQ's consumer timeout (past which RabbitMQ closes
+        the channel and requeues what it held). Countdowns and delays stay below it."""
+        if self.broker_kind is BrokerKind.RABBITMQ:
+            return self.consumer_timeout
+        return self.visibility_timeout
+
+    @property
+    def redelivery_timeout_name(self) -> str:
+        """What :attr:`redelivery_timeout` is called on this broker (for messages)."""
+        if self.broker_kind is BrokerKind.RABBITMQ:
+            return "RabbitMQ consumer timeout"
+        return "visibility timeout"
+
+    @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
 
@@ -345,20 +383,6 @@ def _shown(key: str, text: str) -> str:
         parts = urlsplit(text)
         return f"{parts.scheme}://{parts.hostname}{'/' + MASK if parts.path.strip('/') else ''}"
     return redact_value(text)
-
-
-def _check_redis_host_port_db(value: str) -> None:
-    """A redis:// URL whose port and db number are numbers in range (one clear line)."""
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("malformed Redis URL: the port is not a number in 1-65535") from None
-    if port == 0:
-        raise ValueError("malformed Redis URL: the port is not a number in 1-65535")
-    db = parts.path.strip("/")
-    if db and not (db.isdigit() and int(db) < 1 << 16):
-        raise ValueError(f"malformed Redis URL: the database {db!r} is not a number")
 
 
 def _is_this_machine(host: str) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from celery import Celery
 from redis import Redis
 
-from sandbox_platform.core.redis_client import broker_redis, get_redis, redis_url
+from sandbox_platform.core.redis_client import get_redis, redis_url
 from sandbox_platform.core.settings import Settings
-from sandbox_platform.ops.backlog import known_queues
+from sandbox_platform.ops.backlog import QueueSource, broker_queues, known_queues
 from sandbox_platform.ops.readiness import ReadinessChecker, Report
 
 __all__ = ["DashboardState"]
@@ -37,8 +37,8 @@ class DashboardState:
         return get_redis(redis_url(self.settings))
 
     @property
-    def broker(self) -> Redis:
-        return broker_redis(self.settings)
+    def broker(self) -> QueueSource:
+        return broker_queues(self.settings)
 
     @property
     def queues(self) -> list[str]:

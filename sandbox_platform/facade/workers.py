@@ -12,9 +12,8 @@ from celery import Celery
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.core.errors import PlatformError
 from sandbox_platform.core.payload import check_payload
-from sandbox_platform.core.redis_client import broker_redis
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.ops.backlog import default_queue
+from sandbox_platform.ops.backlog import broker_queues, default_queue
 from sandbox_platform.ops.status import completed_jobs, queue_length
 from sandbox_platform.procs.env import settings_env
 from sandbox_platform.procs.worker import WorkerSubprocess
@@ -150,7 +149,7 @@ class WorkerProcess:
 
     def queue_length(self) -> int:
         """Messages waiting in the app's default queue (all of kombu's priority lists)."""
-        return queue_length(broker_redis(self._settings()), default_queue(self._app()))
+        return queue_length(broker_queues(self._settings()), default_queue(self._app()))
 
     def completed_jobs(self) -> int:
         """Job runs in state ``succeeded`` in this mode's database.

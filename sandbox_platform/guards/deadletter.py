@@ -113,6 +113,6 @@ class DeadLetters:
             "failed": outcome.failed,
             "context": dict(outcome.context),
         }
-        countdown = min(RETRY_STORE_SECONDS, self.services.settings.visibility_timeout * 0.5)
+        countdown = min(RETRY_STORE_SECONDS, self.services.settings.redelivery_timeout * 0.5)
         headers = {**job.headers, FINAL_HEADER: decided}
         publish_again(job, countdown=countdown, headers=headers, what="postponed dead letter")

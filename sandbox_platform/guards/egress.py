@@ -40,7 +40,16 @@ from sandbox_platform.guards.dry_run import DryRunLock
 
 __all__ = ["EgressPolicy", "install_egress_guard", "policy_from"]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379, "postgresql": 5432}
+_DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "redis": 6379,
+    "rediss": 6379,
+    "amqp": 5672,
+    "pyamqp": 5672,
+    "amqps": 5671,
+    "postgresql": 5432,
+}
 _LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 

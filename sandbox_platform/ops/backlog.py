@@ -3,7 +3,9 @@ an alert when either crosses its threshold.
 
 kombu's Redis transport pushes a message on the left of the queue's list and workers pop on
 the right, so the oldest waiting message is the last element; every message the platform
-publishes carries its enqueue time in the ``sp_enqueued_at`` header.
+publishes carries its enqueue time in the ``sp_enqueued_at`` header. On a RabbitMQ broker
+the length comes from a passive ``queue_declare`` (:mod:`sandbox_platform.ops.amqp_queues`) and
+the oldest job's age is not known.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from sandbox_platform.core.broker import BrokerKind
 from sandbox_platform.core.context import ENQUEUED_HEADER
+from sandbox_platform.core.redis_client import broker_redis
+from sandbox_platform.core.settings import Settings
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity
+from sandbox_platform.ops.amqp_queues import AmqpQueues
 
 __all__ = [
+    "QueueSource",
     "QueueStat",
+    "broker_queues",
     "check_backlog",
     "default_queue",
     "known_queues",
@@ -53,8 +61,22 @@ def _enqueued_at(raw: bytes | None) -> float | None:
         return None
 
 
-def queue_stats(broker: redis.Redis, queue: str) -> QueueStat:
+#: where queue statistics are read: the broker's Redis, or a RabbitMQ broker
+QueueSource = redis.Redis | AmqpQueues
+
+
+def broker_queues(settings: Settings) -> QueueSource:
+    """The source of queue statistics for the broker ``settings`` name."""
+    if settings.broker_kind is BrokerKind.RABBITMQ:
+        assert settings.broker_url is not None  # a RabbitMQ broker is always set explicitly
+        return AmqpQueues(settings.broker_url, timeout=settings.readiness_timeout)
+    return broker_redis(settings)
+
+
+def queue_stats(broker: QueueSource, queue: str) -> QueueStat:
     """Length (over kombu's priority lists) and the oldest job's age, in one round trip."""
+    if isinstance(broker, AmqpQueues):
+        return QueueStat(queue, broker.length(queue), None)
     names = _lists(queue)
     pipe = broker.pipeline(transaction=False)
     pipe.time()
@@ -73,7 +95,7 @@ def queue_stats(broker: redis.Redis, queue: str) -> QueueStat:
 
 def check_backlog(
     alerts: AlertDispatcher,
-    broker: redis.Redis,
+    broker: QueueSource,
     queues: Iterable[str],
     *,
     threshold: int,

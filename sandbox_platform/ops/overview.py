@@ -13,7 +13,7 @@ import redis
 
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.guards.governor import Governor
-from sandbox_platform.ops.backlog import queue_stats
+from sandbox_platform.ops.backlog import QueueSource, queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.leader import LeaderLease
 from sandbox_platform.ops.metrics import JOBS, parse_field, read_minutes
@@ -154,6 +154,6 @@ def outcomes_over_time(client: redis.Redis, prefix: str, minutes: int = 30) -> d
     }
 
 
-def queues_overview(broker: redis.Redis, queues: Iterable[str]) -> list[dict[str, Any]]:
+def queues_overview(broker: QueueSource, queues: Iterable[str]) -> list[dict[str, Any]]:
     """Length and oldest job's age of every queue."""
     return [vars(queue_stats(broker, queue)) for queue in sorted(set(queues))]

@@ -324,7 +324,8 @@ def check_config(ctx: CheckContext) -> str:
             CONFIG_LATE_ACKS_OFF, f"{', '.join(off)} off: a lost worker would lose its job"
         )
     transport = conf.get("broker_transport_options") or {}
-    visibility = float(transport.get("visibility_timeout", ctx.settings.visibility_timeout))
+    visibility = float(transport.get("visibility_timeout", ctx.settings.redelivery_timeout))
+    timeout_name = ctx.settings.redelivery_timeout_name
     tasks = _guarded_tasks(ctx.app)
     too_long = [
         finding for name, options in tasks for finding in _beyond(name, options, visibility)
@@ -332,7 +333,7 @@ def check_config(ctx: CheckContext) -> str:
     if too_long:
         raise CheckFailed(
             CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY,
-            f"not below the visibility timeout ({visibility:g}s; the platform caps its own "
+            f"not below the {timeout_name} ({visibility:g}s; the platform caps its own "
             "delays, but the broker redelivers what runs or waits longer): " + ", ".join(too_long),
         )
     return f"late acks on; {len(tasks)} guarded task(s) retry and lease below {visibility:g}s"

@@ -11,21 +11,20 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select
 
-from sandbox_platform.core.redis_client import broker_redis
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.ops.alerts import DatabaseSink
-from sandbox_platform.ops.backlog import default_queue, queue_stats
+from sandbox_platform.ops.backlog import QueueSource, broker_queues, default_queue, queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.readiness import ReadinessChecker
 
 __all__ = ["completed_jobs", "platform_status", "queue_length"]
 
 
-def queue_length(broker: redis.Redis, queue: str) -> int:
+def queue_length(broker: QueueSource, queue: str) -> int:
     """Jobs waiting in ``queue``, over kombu's priority lists, in one round trip."""
     return queue_stats(broker, queue).length
 
@@ -54,7 +53,7 @@ def platform_status(
         "readiness": (checker or ReadinessChecker(settings, app)).get_status(),
         "heartbeat": heartbeat.status(),
         "governor": Governor(client, settings.key_prefix).stats(),
-        "worker_queue_length": queue_length(broker_redis(settings), default_queue(app)),
+        "worker_queue_length": queue_length(broker_queues(settings), default_queue(app)),
         "completed_jobs": completed_jobs(url),
         "alerts": DatabaseSink(url).count(),
         "idempotent_operations": IdempotencyStore(client, settings.key_prefix).count(),

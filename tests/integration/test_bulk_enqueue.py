@@ -242,3 +242,23 @@ def test_the_direct_path_stands_aside_in_eager_mode(guarded, platform_app) -> No
                 assert not BulkPublisher(guarded.write_order, producer).enabled, setting
             finally:
                 platform_app.conf[setting] = False
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+def test_delay_many_on_rabbitmq_publishes_each_job_once_and_each_runs_once(
+    guarded, platform_app, worker_factory, redis_client, sqlite_url, broker
+) -> None:
+    """No Redis pipeline on RabbitMQ: the batch's messages go out one by one on one producer;
+    the dedupe of the whole batch is still one Lua call."""
+    orders = [f"rbulk-{n}" for n in range(100)]
+    items = [(order, 0.0, "rbulk-starts") for order in orders]
+    results = guarded.effect_once.delay_many(items + items[:20])  # 20 submitted twice
+    ids = [result.id for result in results]
+    assert ids[100:] == ids[:20] and len(set(ids[:100])) == 100
+    assert broker.queue_length(QUEUE) == 100  # the duplicates published nothing
+
+    worker_factory(platform_app, WORKER_APP)
+    expected = sorted(f"effect:{order}" for order in orders)
+    wait_until(lambda: _effects(sqlite_url) == expected, timeout=120, message="jobs not run")
+    wait_until(lambda: redis_client.llen("rbulk-starts") >= 100, timeout=30)
+    assert redis_client.llen("rbulk-starts") == 100  # no job ran twice

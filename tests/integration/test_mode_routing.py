@@ -16,6 +16,7 @@ from sandbox_platform.core.context import MODE_HEADER
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter
+from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import platform_env, wait_until
 from tests.sandbox_shapes import register_shapes
 
@@ -44,13 +45,14 @@ def _dead_letters(url: str, reason: str | None = None) -> int:
         return int(session.scalar(query) or 0)
 
 
-def _raw_app(redis_url: str) -> Celery:
+def _raw_app(broker_url: str) -> Celery:
     """A plain Celery app (no mode qualification): it publishes where it is told."""
-    return Celery("raw", broker=redis_url, set_as_current=False)
+    return Celery("raw", broker=broker_url, set_as_current=False)
 
 
+@ON_BOTH_BROKERS
 def test_each_mode_runs_only_its_own_jobs(
-    platform_app, live_app, worker_factory, redis_client, pg_databases, redis_url
+    platform_app, live_app, worker_factory, redis_client, pg_databases, broker
 ) -> None:
     sandbox_db, live_db = pg_databases
     sandbox_tasks, live_tasks = register_shapes(platform_app), register_shapes(live_app)
@@ -72,12 +74,14 @@ def test_each_mode_runs_only_its_own_jobs(
     assert _dead_letters(sandbox_db) == 0 and _dead_letters(live_db) == 0
 
     # the backstop: a live message published straight onto the sandbox queue
-    _raw_app(redis_url).send_task(
+    raw = _raw_app(broker.url)
+    raw.send_task(
         "tests.where",
         args=["forced"],
         queue="sandbox_platform.sandbox",
         headers={MODE_HEADER: "live"},
     )
+    raw.close()
     wait_until(lambda: _dead_letters(sandbox_db, "wrong_mode") == 1, timeout=60)
     assert redis_client.llen("ran:sandbox") == JOBS  # it did not run
 
@@ -115,3 +119,17 @@ def test_jobs_left_on_the_unqualified_queue_are_moved_and_run(
     assert sorted(x.decode() for x in redis_client.lrange("ran:sandbox", 0, -1)) == [
         f"old-{n}" for n in range(5)
     ]
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+def test_queues_migrate_refuses_rabbitmq_in_one_line(platform_settings_kwargs) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "sandbox_platform", "queues", "migrate", "--app", SHAPES_APP],
+        env=platform_env(**platform_settings_kwargs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "RabbitMQ" in refused.stderr and "nothing to migrate" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

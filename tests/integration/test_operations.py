@@ -14,6 +14,7 @@ from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, DeadLetter, JobRun
 from sandbox_platform.guards.governor import Governor
+from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import Receiver, platform_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -85,6 +86,7 @@ def test_governor_denials_produce_one_warning_and_a_suppressed_count(
     assert later[1].suppressed >= 98
 
 
+@ON_BOTH_BROKERS
 def test_exhausted_job_is_dead_lettered_and_replay_runs_it_once(
     guarded, worker_factory, platform_app, redis_client, pg_databases, platform_settings_kwargs
 ) -> None:
@@ -142,6 +144,7 @@ def test_exhausted_job_is_dead_lettered_and_replay_runs_it_once(
     assert redis_client.lrange("fixed-runs", 0, -1) == [b"order-9"]
 
 
+@ON_BOTH_BROKERS
 def test_poison_job_is_quarantined_after_killing_workers(
     guarded, worker_factory, platform_app, redis_client, pg_databases
 ) -> None:
@@ -172,6 +175,7 @@ def test_warm_shutdown_loses_no_run_record(
     assert count == 50
 
 
+@ON_BOTH_BROKERS
 def test_unknown_task_message_is_dead_lettered_not_dropped(
     worker_factory, platform_app, pg_databases
 ) -> None:
@@ -191,6 +195,7 @@ def test_unknown_task_message_is_dead_lettered_not_dropped(
     assert worker.alive()
 
 
+@ON_BOTH_BROKERS
 def test_warm_shutdown_marks_held_jobs_so_they_do_not_count_as_poison(
     guarded, worker_factory, platform_app, redis_client
 ) -> None:
@@ -199,7 +204,8 @@ def test_warm_shutdown_marks_held_jobs_so_they_do_not_count_as_poison(
     from sandbox_platform.guards.poison import count_redelivery, poison_keys
 
     worker = worker_factory(platform_app, WORKER_APP)
-    held = guarded.limited.apply_async(("held-done", 1), countdown=1800)
+    # (below both brokers' redelivery timeouts: Redis 3600 s, RabbitMQ's consumer timeout 1800 s)
+    held = guarded.limited.apply_async(("held-done", 1), countdown=1200)
     wait_until(lambda: _held(platform_app, worker), timeout=30, message="the job was not held")
     worker.stop()
     assert redis_client.exists(poison_keys("sp", held.id)[0]) == 1

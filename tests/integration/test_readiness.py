@@ -38,6 +38,7 @@ from sandbox_platform.ops.readiness import (
     ReadinessChecker,
     Report,
 )
+from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import platform_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,7 @@ def _record_fresh_tick(redis_client: redis.Redis, database_url: str | None = Non
 # -- all healthy -------------------------------------------------------------------------------
 
 
+@ON_BOTH_BROKERS
 def test_go_when_everything_is_healthy(
     pg_settings_kwargs: dict[str, object],
     redis_client: redis.Redis,
@@ -161,6 +163,32 @@ def test_redis_down_is_no_go(
     assert by_code["beat"] == REDIS_UNREACHABLE
     assert time.monotonic() - started < 60  # fails fast, no endless reconnects
     assert "Traceback" not in stderr
+
+
+def test_rabbitmq_down_is_broker_unreachable_and_coordination_still_checked(
+    redis_url: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    checker_for: Callable[..., tuple[ReadinessChecker, Settings]],
+) -> None:
+    from sandbox_platform.db import migrate
+
+    migrate.upgrade(sqlite_url)
+    kwargs: dict[str, object] = {
+        "redis_url": redis_url,
+        "broker_url": "amqp://guest:s3cret-pw@127.0.0.1:7369//",  # nothing listens there
+        "database_url": sqlite_url,
+        "data_dir": tmp_path / "data",
+    }
+    started = time.monotonic()
+    code, report, stderr = run_cli(kwargs, "--skip", "beat")
+
+    assert code == 1 and report["verdict"] == "NO-GO", report
+    by_code = codes(report)
+    assert by_code["broker"] == BROKER_UNREACHABLE and by_code["worker"] == BROKER_UNREACHABLE
+    assert by_code["redis"] == OK  # the coordination Redis is checked on its own
+    assert time.monotonic() - started < 60  # fails fast, no endless reconnects
+    assert "Traceback" not in stderr and "s3cret-pw" not in json.dumps(report) + stderr
 
 
 def test_database_unreachable_is_no_go(

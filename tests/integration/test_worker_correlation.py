@@ -9,9 +9,10 @@ import textwrap
 
 import pytest
 
+from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import json_lines, platform_env, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ON_BOTH_BROKERS]
 
 ENQUEUE = textwrap.dedent(
     """

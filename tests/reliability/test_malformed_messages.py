@@ -48,3 +48,59 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(
     assert raw.message["body_base64"]  # the raw bytes, safely encoded, kept
     assert worker.alive() and worker.pid == pid  # the same consumer, never restarted
     assert "Unrecoverable" not in worker.log_text()
+
+
+def _amqp_publish(url: str, body: bytes, headers: dict[str, object]) -> None:
+    """Publish raw bytes onto the queue as any AMQP client could (no Celery involved)."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=10) as conn:
+        conn.Producer().publish(
+            body,
+            exchange="",
+            routing_key=QUEUE,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers=headers,
+            delivery_mode=2,
+        )
+
+
+def _celery_headers(task: str = "faults.record") -> dict[str, object]:
+    import uuid
+
+    task_id = str(uuid.uuid4())
+    return {"lang": "py", "task": task, "id": task_id, "root_id": task_id, "sp_mode": "sandbox"}
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+def test_malformed_amqp_messages_are_dead_lettered_and_the_worker_goes_on(
+    platform_app, worker_factory, redis_client, sqlite_url, broker
+) -> None:
+    """The same on RabbitMQ: AMQP frames every message, so "raw bytes in a list" becomes a
+    body that is not JSON; the rest are published as they would be on Redis."""
+    tasks = register_faults(platform_app)
+    worker = worker_factory(platform_app, "tests.faults_app")
+    pid = worker.pid
+    url = str(broker.amqp_url)
+    _amqp_publish(url, b'{"not": "a list"}', _celery_headers())  # JSON, not [args, kwargs, embed]
+    _amqp_publish(url, b"\xff\xfe raw bytes, not JSON", {})  # no envelope, body undecodable
+    _amqp_publish(url, b"\xff\x00 not utf-8", _celery_headers())  # a task, body undecodable
+    _amqp_publish(url, b'{"x": 1}', {})  # no Celery envelope at all
+    _amqp_publish(url, b'[["only-the-key"], {}, {}]', _celery_headers())  # an argument missing
+    _amqp_publish(url, b'[["k", "v"], {}, {}]', _celery_headers("faults.no_such_task"))
+    tasks.record.delay("after-the-bad-ones", "ok")
+
+    wait_until(lambda: redis_client.lrange("after-the-bad-ones", 0, -1) == [b"ok"], timeout=60)
+    letters = wait_until(lambda: (found := _letters(sqlite_url)) and len(found) >= 6 and found)
+    assert sorted(letter.reason for letter in letters) == [
+        "invalid_arguments",
+        "malformed",
+        "rejected",
+        "undecodable",
+        "undecodable",
+        "unknown_task",
+    ]
+    assert worker.alive() and worker.pid == pid  # the same consumer, never restarted
+    assert "Unrecoverable" not in worker.log_text()
+    assert broker.queue_length(QUEUE) == 0  # every one acknowledged, none requeued

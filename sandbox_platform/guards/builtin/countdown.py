@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox_platform.core.broker import BrokerKind
 from sandbox_platform.core.errors import CountdownTooLongError, InvalidDelayError
+from sandbox_platform.core.settings import ENV_PREFIX
 from sandbox_platform.guards.base import EnqueueCall, Guard
 from sandbox_platform.guards.retry import check_countdown
 
@@ -63,8 +65,17 @@ class CountdownGuard(Guard):
     order = 35
 
     def at_enqueue(self, call: EnqueueCall) -> None:
-        visibility = call.services.settings.visibility_timeout
+        settings = call.services.settings
+        if settings.broker_kind is BrokerKind.RABBITMQ:
+            setting = f"{ENV_PREFIX}CONSUMER_TIMEOUT with the server's consumer_timeout"
+        else:
+            setting = f"{ENV_PREFIX}VISIBILITY_TIMEOUT"
         try:
-            check_countdown(countdown_of(call.options, call.task_name), visibility)
+            check_countdown(
+                countdown_of(call.options, call.task_name),
+                settings.redelivery_timeout,
+                settings.redelivery_timeout_name,
+                setting,
+            )
         except CountdownTooLongError as exc:
             raise CountdownTooLongError(f"{call.task_name}: {exc}") from None

@@ -70,7 +70,7 @@ class GovernorGuard(Guard):
         if math.isinf(admission.wait_seconds):  # the cost never fits the bucket
             error = RateLimitedError(resource, admission.wait_seconds)
             return Outcome.dead_letter("over_capacity", error=error)
-        visibility = job.services.settings.visibility_timeout
+        visibility = job.services.settings.redelivery_timeout
         outcome = Outcome.defer(min(admission.wait_seconds, visibility * 0.9))
         log.info("governor denied; job re-queued", resource=resource, wait=outcome.countdown)
         job.services.events.emit(

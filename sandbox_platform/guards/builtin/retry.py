@@ -60,12 +60,13 @@ class RetryGuard(Guard):
 
     @staticmethod
     def _capped(job: Job, delay: float) -> float:
-        visibility = job.services.settings.visibility_timeout
+        settings = job.services.settings
+        visibility = settings.redelivery_timeout
         if delay < visibility * 0.9:
             return delay
         log.warning(
-            "retry delay capped below the visibility timeout",
+            f"retry delay capped below the {settings.redelivery_timeout_name}",
             delay=round(delay, 3),
-            visibility_timeout=visibility,
+            redelivery_timeout=visibility,
         )
         return visibility * 0.9

@@ -128,11 +128,18 @@ def compute_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None =
     return min(max(delay, 0.0), policy.cap)
 
 
-def check_countdown(countdown_seconds: float | None, visibility_timeout_seconds: float) -> None:
+def check_countdown(
+    countdown_seconds: float | None,
+    visibility_timeout_seconds: float,
+    timeout_name: str = "visibility timeout",
+    setting: str = "broker_transport_options['visibility_timeout']",
+) -> None:
     """Refuse a countdown/ETA the broker would redeliver before it is due.
 
     Celery over Redis keeps a scheduled message unacknowledged; past the visibility timeout it
-    is delivered again, and again, so the task runs several times. Raises
+    is delivered again, and again, so the task runs several times. Over RabbitMQ the worker
+    holds it unacknowledged too, and past the server's consumer timeout RabbitMQ closes the
+    channel and requeues it (``timeout_name`` and ``setting`` name that bound). Raises
     :class:`~sandbox_platform.core.errors.CountdownTooLongError`.
     """
     if visibility_timeout_seconds <= 0:
@@ -143,8 +150,7 @@ def check_countdown(countdown_seconds: float | None, visibility_timeout_seconds:
         return
     if countdown_seconds >= visibility_timeout_seconds:
         raise CountdownTooLongError(
-            f"countdown of {countdown_seconds:g}s is not shorter than the broker's visibility "
-            f"timeout of {visibility_timeout_seconds:g}s: Celery would redeliver the task "
-            "again and again before it is due; shorten the countdown or raise "
-            "broker_transport_options['visibility_timeout']"
+            f"countdown of {countdown_seconds:g}s is not shorter than the broker's {timeout_name} "
+            f"of {visibility_timeout_seconds:g}s: the broker would redeliver the task "
+            f"again and again before it is due; shorten the countdown or raise {setting}"
         )
