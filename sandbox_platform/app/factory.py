@@ -102,7 +102,8 @@ def _install_safe_consuming(app: Celery, settings: Settings) -> None:
     """Our consumer (a malformed message is dead-lettered, never fatal) and, for a Redis
     broker, our transport (:mod:`sandbox_platform.app.transport`). When the coordination
     keys live in the broker's Redis database (the default), the transport admits jobs with
-    the fetch (no admission round trip of its own)."""
+    the fetch (no admission round trip of its own) and stores idempotency results with the
+    acknowledgement."""
     app.conf.worker_consumer = "sandbox_platform.app.consumer:SafeConsumer"
     broker = str(app.conf.broker_url)
     if broker.split("://", 1)[0] not in ("redis", "rediss"):

@@ -26,6 +26,7 @@ from sandbox_platform.app.worker_services import start_worker_services, stop_wor
 from sandbox_platform.core.context import (
     ADMITTED_HEADER,
     CORRELATION_HEADER,
+    DELIVERY_HEADER,
     ENQUEUED_HEADER,
     MODE_HEADER,
     current_correlation_id,
@@ -79,7 +80,8 @@ def _on_before_task_publish(
     if MODE_HEADER not in headers:
         headers[MODE_HEADER] = active_settings().mode.value
     headers[ENQUEUED_HEADER] = time.time()
-    headers.pop(ADMITTED_HEADER, None)  # only the transport sets it, on delivery
+    headers.pop(ADMITTED_HEADER, None)  # only the transport sets these, on delivery
+    headers.pop(DELIVERY_HEADER, None)
     _redact_reprs(body, headers)
 
 

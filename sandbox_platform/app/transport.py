@@ -19,6 +19,12 @@ finished) is sent at once (``app/lua/ack.lua``). Buffered ones are sent before t
 closes or restores its unacknowledged messages. The guarantees are kombu's: at least once,
 redelivery after the visibility timeout, restore of a dead worker's messages.
 
+**Completions.** When the coordination keys live in the broker's database, a message this
+process delivers carries its tag in ``DELIVERY_HEADER``, and an idempotent job that succeeds
+here attaches its result to that tag (:mod:`sandbox_platform.core.ack_riders`); the result is
+stored by the same script that acknowledges the job (fetch or ack), before the
+acknowledgement. A prefork child, whose parent acknowledges, stores it with its own call.
+
 **Bad elements.** An element of a queue's list that is not a kombu message (raw bytes, not
 JSON) is moved by the script to ``<queue>.malformed`` and handed to the worker's handler (a
 dead letter, reason ``undecodable``), then removed from that list; the consumer goes on.
@@ -32,7 +38,7 @@ instead of a new ``redis.Redis`` per command.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from queue import Empty
 from time import monotonic
@@ -46,7 +52,9 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from sandbox_platform.app.lua import TRANSPORT_SCRIPTS
-from sandbox_platform.core.context import ADMITTED_HEADER
+from sandbox_platform.core import ack_riders
+from sandbox_platform.core.ack_riders import Completion
+from sandbox_platform.core.context import ADMITTED_HEADER, DELIVERY_HEADER
 from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, put_answer
 
 __all__ = ["ADMIT_OPTION", "LEAN_OPTION", "Channel", "QoS", "Transport", "set_malformed_handler"]
@@ -68,13 +76,19 @@ _FETCH, _WAIT = "FETCH", "WAIT"
 _FIELDS = 8
 
 
-def _set_admission(payload: dict[str, Any], admission: list[Any] | None) -> None:
-    """Only this transport sets the admitted header: whatever a message carried is dropped,
-    and the fetch script's admission (if it made one) is put in its place."""
+def _set_admission(
+    payload: dict[str, Any], admission: list[Any] | None, delivery: str | None = None
+) -> None:
+    """Only this transport sets the admitted and delivery headers: whatever a message carried
+    is dropped, and the fetch script's admission (if it made one) and ``delivery`` (the tag,
+    when completions may ride with its acknowledgement) are put in their place."""
     headers = payload.get("headers")
     if not isinstance(headers, dict):
         return
     headers.pop(ADMITTED_HEADER, None)
+    headers.pop(DELIVERY_HEADER, None)
+    if delivery:
+        headers[DELIVERY_HEADER] = delivery
     if admission and admission[0]:
         status, token, result, wait_us, resource = admission
         headers[ADMITTED_HEADER] = [
@@ -104,14 +118,16 @@ class QoS(kombu_redis.QoS):
         super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self.channel.acknowledge(delivery_tag)
+        self.channel.acknowledge(delivery_tag, ack_riders.take(delivery_tag))
         virtual.QoS.ack(self, delivery_tag)
 
     def restore_unacked(self, client: Any = None) -> None:
+        self.channel.add_riders(ack_riders.forget_all())
         self.channel.flush_acks()
         super().restore_unacked(client)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self.channel.add_riders([ack_riders.take(delivery_tag)])
         self.channel.flush_acks()
         super().reject(delivery_tag, requeue)
 
@@ -130,6 +146,9 @@ class Channel(kombu_redis.Channel):
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
         self._sent_acks: list[str] = []
+        #: completions riding with the buffered acknowledgements (core/ack_riders.py)
+        self._riders: list[Completion] = []
+        self._sent_riders: list[Completion] = []
         self._recorded: set[str] = set()
         self._command: str | None = None
         self._wait_next = False
@@ -191,7 +210,7 @@ class Channel(kombu_redis.Channel):
         chan._in_poll = connection
         chan._brpop_sent_at = monotonic()
         with self._acks_lock:
-            waiting = self._wait_next and not self._acks
+            waiting = self._wait_next and not self._acks and not self._riders
         if waiting:
             self._command = _WAIT
             key = chan._q_for_pri(queues[0], 0)
@@ -207,7 +226,8 @@ class Channel(kombu_redis.Channel):
         keys = [chan._q_for_pri(queue, pri) for pri in steps for queue in queues]
         with self._acks_lock:
             acks, self._acks = self._acks, []
-        self._sent_acks = acks
+            riders, self._riders = self._riders, []
+        self._sent_acks, self._sent_riders = acks, riders
         wanted = max(1, int(chan.qos.can_consume_max_estimate() or 1))
         sha = TRANSPORT_SCRIPTS.sha(self._script_client(), "fetch")
         malformed = [f"{queue}.malformed" for queue in self._fetch_queues]
@@ -222,6 +242,8 @@ class Channel(kombu_redis.Channel):
             self.sandbox_platform_admit_prefix or "",
             len(acks),
             *acks,
+            len(riders),
+            *(arg for rider in riders for arg in rider.args()),
             *malformed,
         ]
 
@@ -255,18 +277,20 @@ class Channel(kombu_redis.Channel):
         if command == _WAIT:
             self._wait_next = False
             raise Empty()
-        self._sent_acks = []
-        if not reply:
+        self._sent_acks, self._sent_riders = [], []
+        elements = _log_stale(reply)
+        if len(reply) <= elements:
             self._wait_next = True
             raise Empty()
         self._wait_next = False
-        self._deliver_fetched(reply)
+        self._deliver_fetched(reply, elements)
         return True
 
-    def _deliver_fetched(self, reply: list[Any]) -> None:
+    def _deliver_fetched(self, reply: list[Any], first: int) -> None:
         chan: Any = self
         last = None
-        for i in range(0, len(reply), _FIELDS):
+        rides = bool(self.sandbox_platform_admit_prefix)  # records on the broker's node
+        for i in range(first, len(reply), _FIELDS):
             kind, index, item = int(reply[i]), int(reply[i + 1]), reply[i + 2]
             queue = self._fetch_queues[index - 1]
             last = queue
@@ -274,8 +298,11 @@ class Channel(kombu_redis.Channel):
                 self._on_malformed(queue, item, ValueError("not a kombu message"), kept=True)
                 continue
             payload = loads(bytes_to_str(item))
-            _set_admission(payload, reply[i + 3 : i + _FIELDS])
-            self._recorded.add(payload["properties"]["delivery_tag"])
+            tag = payload["properties"]["delivery_tag"]
+            _set_admission(payload, reply[i + 3 : i + _FIELDS], tag if rides else None)
+            self._recorded.add(tag)
+            if rides:
+                ack_riders.open_delivery(tag)
             chan.connection._deliver(payload, queue)
         if last is not None:
             chan._queue_cycle.rotate(last)
@@ -290,35 +317,50 @@ class Channel(kombu_redis.Channel):
 
     # -- acknowledgements ----------------------------------------------------------------
 
-    def acknowledge(self, delivery_tag: str) -> None:
-        """Buffer the acknowledgement for the next fetch, or send it now (see the module)."""
+    def acknowledge(self, delivery_tag: str, rider: Completion | None = None) -> None:
+        """Buffer the acknowledgement (and what rides with it) for the next fetch, or send it
+        now (see the module)."""
         chan: Any = self
+        riders = [rider] if rider is not None else []
         if self._lean and (not chan._in_poll or self._command == _FETCH):
             with self._acks_lock:
                 self._acks.append(delivery_tag)
+                self._riders += riders
             return
-        self._send_acks([delivery_tag])
+        self._send_acks([delivery_tag], riders)
+
+    def add_riders(self, riders: Sequence[Completion | None]) -> None:
+        """Completions to store with the next acknowledgements (or flush)."""
+        with self._acks_lock:
+            self._riders += [rider for rider in riders if rider is not None]
 
     def flush_acks(self) -> None:
-        """Send every buffered acknowledgement now."""
+        """Send every buffered acknowledgement (and completion) now."""
         with self._acks_lock:
             acks, self._acks = self._acks, []
-        if acks:
-            self._send_acks(acks)
+            riders, self._riders = self._riders, []
+        if acks or riders:
+            self._send_acks(acks, riders)
 
-    def _send_acks(self, tags: list[str]) -> None:
+    def _send_acks(self, tags: list[str], riders: list[Completion]) -> None:
         chan: Any = self
         client = self._script_client()
-        TRANSPORT_SCRIPTS.get(client, "ack")(
-            keys=[chan.unacked_key, chan.unacked_index_key], args=tags
+        reply = TRANSPORT_SCRIPTS.get(client, "ack")(
+            keys=[chan.unacked_key, chan.unacked_index_key],
+            args=[len(riders), *(arg for rider in riders for arg in rider.args()), *tags],
         )
+        for key in reply[1:]:
+            _warn_stale(key)
 
     def _requeue_sent_acks(self) -> None:
-        """A fetch failed: its acknowledgements may not have been applied; keep them."""
+        """A fetch failed: its acknowledgements (and completions) may not have been applied;
+        keep them for the next one."""
         sent, self._sent_acks = self._sent_acks, []
-        if sent:
+        riders, self._sent_riders = self._sent_riders, []
+        if sent or riders:
             with self._acks_lock:
                 self._acks[:0] = sent
+                self._riders[:0] = riders
 
     def basic_cancel(self, consumer_tag: str) -> Any:
         self.flush_acks()
@@ -412,6 +454,21 @@ class Channel(kombu_redis.Channel):
         if kept:
             with self.conn_or_acquire() as client:
                 client.lrem(f"{queue}.malformed", 1, data)
+
+
+def _log_stale(reply: list[Any]) -> int:
+    """Warn of the completions a fetch found stale (the reply's head); where its elements
+    start."""
+    stale = int(reply[0]) if reply else 0
+    for key in reply[1 : 1 + stale]:
+        _warn_stale(key)
+    return 1 + stale
+
+
+def _warn_stale(record_key: Any) -> None:
+    log.warning(
+        "idempotency lease lost before completion", record=bytes_to_str(record_key)
+    )
 
 
 class Transport(kombu_redis.Transport):

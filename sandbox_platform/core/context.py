@@ -21,6 +21,7 @@ __all__ = [
     "ADMITTED_HEADER",
     "ADMIT_HEADER",
     "CORRELATION_HEADER",
+    "DELIVERY_HEADER",
     "ENQUEUED_HEADER",
     "FINAL_HEADER",
     "IDEMPOTENCY_HEADER",
@@ -44,6 +45,10 @@ ADMIT_HEADER = "sp_admit"
 #: the admission the transport made with the fetch: [status, token, result, wait_us, resource];
 #: set only by the transport on delivery, stripped from every message published
 ADMITTED_HEADER = "sp_admitted"
+#: the delivery tag, when this process's transport delivered the message and will acknowledge
+#: it (core/ack_riders.py); set only by the transport on delivery, stripped from every message
+#: published
+DELIVERY_HEADER = "sp_delivery"
 
 _correlation_id: ContextVar[str | None] = ContextVar("sp_correlation_id", default=None)
 

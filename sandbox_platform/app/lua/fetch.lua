@@ -13,6 +13,9 @@
 -- postponed final failure (the worker decides those first). The worker uses the answer
 -- instead of its own admission round trip.
 --
+-- Completions ride along too: the idempotency results of jobs the consumer finished are stored
+-- (as idem_complete.lua would) in the same atomic call that acknowledges them.
+--
 -- KEYS[1]         the unacked hash (delivery tag -> "[message, exchange, routing key]")
 -- KEYS[2]         the unacked index (sorted set: delivery tag by delivery time, seconds)
 -- KEYS[3 .. 2+q]  the queue lists to take from, in priority order
@@ -20,13 +23,16 @@
 -- ARGV[2]         the platform's key prefix ("" to admit nothing here)
 -- ARGV[3]         a, the number of acknowledgements that follow
 -- ARGV[4 .. 3+a]  delivery tags to acknowledge
--- ARGV[4+a .. ]   per queue list, the list that keeps what is not a message ("<queue>.malformed")
+-- ARGV[4+a]       c, the number of completions that follow
+-- ARGV[5+a ..]    c triples: idempotency record key, fencing token, result JSON
+-- ARGV[5+a+3c ..] per queue list, the list that keeps what is not a message ("<queue>.malformed")
 --
--- Returns 8 values per element taken: kind (1 a message, recorded as unacknowledged; 0 an
--- element that is not one, moved to its malformed list), the 1-based index of its list in
--- KEYS[3 ..], the element, then the admission {status, token, result, wait_us, resource}
--- (status "" when it was not admitted here). Keys of the admission are not in KEYS: this
--- runs on one node (the transport uses it only when broker and coordination share it).
+-- Returns s, the number of completions whose token was stale, then their s record keys, then
+-- 8 values per element taken: kind (1 a message, recorded as unacknowledged; 0 an element
+-- that is not one, moved to its malformed list), the 1-based index of its list in KEYS[3 ..],
+-- the element, then the admission {status, token, result, wait_us, resource} (status "" when
+-- it was not admitted here). Keys of the admission and of the completions are not in KEYS:
+-- this runs on one node (the transport uses them only when broker and coordination share it).
 
 -- @include _common.lua
 -- @include _governor.lua
@@ -36,6 +42,9 @@
 local n = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local a = tonumber(ARGV[3])
+local c = tonumber(ARGV[4 + a])
+local malformed_at = 4 + a + 3 * c  -- ARGV[malformed_at + k] keeps what KEYS[2 + k] held
+local stale = claim_complete_all(5 + a, c)  -- before the acknowledgements, in the same call
 for i = 4, 3 + a do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[1], ARGV[i])
@@ -80,7 +89,10 @@ end
 
 local now = sp_now_us()
 local now_s = now / 1000000
-local out = {}
+local out = {#stale}
+for _, key in ipairs(stale) do
+  out[#out + 1] = key
+end
 local got = 0
 for k = 3, #KEYS do
   while got < n do
@@ -110,7 +122,7 @@ for k = 3, #KEYS do
       admission = admitted_ok and answer or NONE
       out[#out + 1] = 1
     else
-      redis.call('LPUSH', ARGV[3 + a + (k - 2)], item)
+      redis.call('LPUSH', ARGV[malformed_at + (k - 2)], item)
       out[#out + 1] = 0
     end
     out[#out + 1] = k - 2

@@ -8,6 +8,8 @@ IdempotencyConflict at the call site).
 In the worker the claim joins the one admission round trip: ``done`` returns the stored
 result, ``in_flight`` re-queues the message until the holder's lease ends, ``conflict``
 dead-letters the job; after the run the result is stored (success) or the claim released.
+The result rides with the job's acknowledgement when the transport can carry it (one round
+trip for both: core/ack_riders.py), else it is stored with its own call.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 import redis
 import structlog
 
-from sandbox_platform.core.context import IDEMPOTENCY_HEADER
+from sandbox_platform.core import ack_riders
+from sandbox_platform.core.context import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
 from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, take_answer
 from sandbox_platform.core.redis_client import is_cluster
@@ -181,7 +184,11 @@ class IdempotencyGuard(Guard):
         if key is None or token is None or self.store is None:
             return
         if outcome.state == "succeeded":
-            if not self.store.complete(key, token, job.result_json(outcome.value)):
+            result = job.result_json(outcome.value)
+            completion = ack_riders.Completion(self.store.keys(key).record, token, result)
+            if ack_riders.attach(job.header(DELIVERY_HEADER), completion):
+                return  # stored with the acknowledgement, in the same script
+            if not self.store.complete(key, token, result):
                 log.warning("idempotency lease lost before completion", key=key)
             return
         try:

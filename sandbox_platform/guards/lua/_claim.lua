@@ -82,6 +82,34 @@ local function claim_take(rec_key, fence_key, fp, lease_ms, ttl_ms, now_ms)
   return {'acquired', token, '', lease_ms}
 end
 
+-- Store the result of a run if `token` (a string) is still the running holder's; the record is
+-- then kept for its ttl from now. Returns 1 when stored, 0 when the token is stale.
+local function claim_complete(rec_key, token, result)
+  local r = redis.call('HMGET', rec_key, 'state', 'token', 'ttl')
+  if r[1] ~= 'running' or r[2] ~= token then
+    return 0
+  end
+  local now_ms = math.floor(sp_now_us() / 1000)
+  local exp = now_ms + tonumber(r[3])
+  redis.call('HSET', rec_key, 'state', 'done', 'result', result, 'exp', sp_fmt(exp))
+  redis.call('HDEL', rec_key, 'lease')
+  redis.call('PEXPIRE', rec_key, exp - now_ms + FENCE_MARGIN_MS)
+  return 1
+end
+
+-- Completions that ride with acknowledgements (fetch.lua, ack.lua): `count` triples
+-- (record key, token, result JSON) in ARGV from index `first`. Returns the record keys whose
+-- token was stale (nothing stored for them).
+local function claim_complete_all(first, count)
+  local stale = {}
+  for i = first, first + 3 * (count - 1), 3 do
+    if claim_complete(ARGV[i], ARGV[i + 1], ARGV[i + 2]) == 0 then
+      stale[#stale + 1] = ARGV[i]
+    end
+  end
+  return stale
+end
+
 -- True when `token` is the running holder's token.
 local function claim_holds(rec_key, token)
   local r = redis.call('HMGET', rec_key, 'state', 'token')

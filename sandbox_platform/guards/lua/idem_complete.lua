@@ -10,13 +10,4 @@
 -- @include _common.lua
 -- @include _claim.lua
 
-local r = redis.call('HMGET', KEYS[1], 'state', 'token', 'ttl')
-if r[1] ~= 'running' or r[2] ~= ARGV[1] then
-  return 0
-end
-local now_ms = math.floor(sp_now_us() / 1000)
-local exp = now_ms + tonumber(r[3])
-redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2], 'exp', sp_fmt(exp))
-redis.call('HDEL', KEYS[1], 'lease')
-redis.call('PEXPIRE', KEYS[1], exp - now_ms + FENCE_MARGIN_MS)
-return 1
+return claim_complete(KEYS[1], ARGV[1], ARGV[2])

@@ -1,0 +1,88 @@
+"""Work that rides with a delivery's acknowledgement: one round trip where there were two.
+
+An idempotent job that succeeds stores its result in its idempotency record (the record turns
+``done``) and is then acknowledged. When the platform's transport delivered the job in this
+very process (the solo pool: the job runs inside the delivery) and the idempotency records live
+on the broker's Redis node, both happen in one script: the idempotency guard *attaches* its
+completion to the delivery, and the transport sends it with the acknowledgement
+(``app/lua/fetch.lua`` or ``ack.lua``: result stored, then acknowledged, atomically).
+
+Nothing is weaker than two calls: the result is stored before (and with) the acknowledgement,
+so a job redelivered after a crash finds it ``done`` exactly when it would have before; a crash
+before that call leaves the record ``running`` as a crash before ``idem_complete`` did. The
+record turns ``done`` a moment after Celery stores the task's result (with the
+acknowledgement, not inside the task call).
+
+The registry is per process. The transport *opens* a delivery tag when it hands a message over
+(:func:`open_delivery`) and *takes* it when it acknowledges or rejects it (:func:`take`). A
+completion is attached only to a tag that this process opened and has not acknowledged yet
+(:func:`attach` answers False otherwise: a prefork child, where the parent acknowledges, or a
+task acknowledged early); the guard then stores the result itself.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+__all__ = ["Completion", "attach", "forget_all", "open_delivery", "take"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An idempotency result to store with an acknowledgement (``claim_complete`` in Lua)."""
+
+    record_key: str
+    token: int
+    result_json: str
+
+    def args(self) -> list[str]:
+        """The script's ARGV triple."""
+        return [self.record_key, str(self.token), self.result_json]
+
+
+#: an opened delivery that nothing rides with yet
+_OPEN = None
+
+_lock = threading.Lock()
+#: delivery tag -> (pid that opened it, attached completion or None)
+_deliveries: dict[str, tuple[int, Completion | None]] = {}
+
+
+def open_delivery(tag: str) -> None:
+    """The transport hands over delivery ``tag`` and will acknowledge it in this process."""
+    with _lock:
+        _deliveries[tag] = (os.getpid(), _OPEN)
+
+
+def attach(tag: str | None, completion: Completion) -> bool:
+    """Let ``completion`` ride with the acknowledgement of ``tag``. False (nothing attached)
+    when this process did not open ``tag`` or has acknowledged it already."""
+    if not tag:
+        return False
+    with _lock:
+        entry = _deliveries.get(tag)
+        if entry is None or entry[0] != os.getpid():
+            return False
+        _deliveries[tag] = (entry[0], completion)
+    return True
+
+
+def take(tag: str) -> Completion | None:
+    """Close ``tag`` (it is being acknowledged or rejected); what rides with it, if anything."""
+    with _lock:
+        entry = _deliveries.pop(tag, None)
+    if entry is None or entry[0] != os.getpid():
+        return None
+    return entry[1]
+
+
+def forget_all() -> list[Completion]:
+    """Close every tag this process opened (its channel is closing and restores what it did
+    not acknowledge); the completions attached to them, to store now."""
+    pid = os.getpid()
+    with _lock:
+        mine = [tag for tag, (owner, _c) in _deliveries.items() if owner == pid]
+        riders = [_deliveries.pop(tag)[1] for tag in mine]
+    return [rider for rider in riders if rider is not None]
