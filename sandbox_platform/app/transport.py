@@ -466,9 +466,7 @@ def _log_stale(reply: list[Any]) -> int:
 
 
 def _warn_stale(record_key: Any) -> None:
-    log.warning(
-        "idempotency lease lost before completion", record=bytes_to_str(record_key)
-    )
+    log.warning("idempotency lease lost before completion", record=bytes_to_str(record_key))
 
 
 class Transport(kombu_redis.Transport):
