@@ -1,4 +1,5 @@
-"""Bulk publish: many jobs of one task through one Redis pipeline, routed once.
+"""Direct publish: jobs of one task published without Celery's per-call ``send_task``, routed
+once — many through one Redis pipeline (bulk enqueue), or one (``apply_async``).
 
 Celery's ``send_task`` does per call what a batch of one task needs once: merge the task's
 execution options, route, look up configuration, set up the producer and its retry wrapper
@@ -9,9 +10,12 @@ batch and then, per job, what ``send_task`` does for it: Celery's own protocol-2
 ``on_task_call``, the parent task's trail, and kombu's ``Producer.publish`` into the batch.
 
 It is taken only where it is the same message Celery would send: the platform's Redis
-transport, a direct exchange, and call options it knows (:data:`FAST_OPTIONS`). Anything
-else — a custom router, another exchange type, ``link``, sent events, eager mode — goes through
-``apply_async`` per job, as before.
+transport, a direct exchange, a route published once already, and call options it knows
+(:data:`FAST_OPTIONS`). Anything else — a custom router, another exchange type, ``link``,
+sent events, eager mode, pydantic arguments — goes through Celery's ``apply_async``, as
+before. A single job (``retry=True``) is published with Celery's publish retry policy
+(``task_publish_retry``, ``task_publish_retry_policy``); a batch is not retried (it is sent
+as one pipeline, all or nothing).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 from celery import Task, signals
 from celery.result import AsyncResult
 from kombu import Producer
+
+from sandbox_platform.core.context import MODE_HEADER
 
 __all__ = ["FAST_OPTIONS", "BulkPublisher"]
 
@@ -36,10 +42,12 @@ _EXEC_KEYS = ("queue", "priority", "expires", "time_limit", "soft_time_limit")
 class BulkPublisher:
     """Publishes the jobs of one bulk enqueue of ``task`` with ``producer`` (in its batch)."""
 
-    def __init__(self, task: Task[Any, Any], producer: Producer) -> None:
+    def __init__(self, task: Task[Any, Any], producer: Producer, *, retry: bool = False) -> None:
         self.task = task
         self.app = task.app
         self.producer = producer
+        self._retry = bool(retry and self.app.conf.task_publish_retry)
+        self._retry_policy = dict(self.app.conf.task_publish_retry_policy or {}) if retry else {}
         self._route: tuple[str, int] | None = None
         self._routed_for: object = _UNSET
         self._parent = parent = self.app.current_worker_task
@@ -58,6 +66,7 @@ class BulkPublisher:
             or self.app.conf.task_send_sent_event
             or signals.task_sent.receivers
             or getattr(self.app.amqp.router, "routes", None)  # custom routes may read arguments
+            or getattr(self.task, "_dump_pydantic_arguments", None) is not None
         )
 
     def publish(
@@ -130,6 +139,9 @@ class BulkPublisher:
             kwargsrepr="",
         )
         headers.update(options.get("headers") or {})
+        settings = getattr(self.app, "platform_settings", None)
+        if settings is not None and MODE_HEADER not in headers:  # as PlatformCelery.send_task
+            headers[MODE_HEADER] = settings.mode.value  # (this app's mode, not the process's)
         return headers, properties, body
 
     def _send(
@@ -153,7 +165,7 @@ class BulkPublisher:
             declare=[],
             headers=headers,
             properties=properties,
-            retry_policy={},
+            retry_policy=self._retry_policy,
         )
         if not options["ignore_result"]:
             self.task.backend.on_task_call(self.producer, task_id)
@@ -162,7 +174,8 @@ class BulkPublisher:
             exchange="",
             routing_key=queue,
             serializer="json",
-            retry=False,
+            retry=self._retry,
+            retry_policy=self._retry_policy,
             delivery_mode=delivery_mode,
             declare=[],
             headers=headers,

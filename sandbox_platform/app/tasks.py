@@ -141,18 +141,32 @@ class GuardedTask(Task[P, R]):
             return self.AsyncResult(existing)
         declared = _declared_once(self, call.options)
         try:
-            result = super().apply_async(
-                tuple(args) if args is not None else None,
-                dict(kwargs) if kwargs is not None else None,
-                task_id=call.task_id,
-                **call.options,
-            )
-            declared()
+            result = self._publish_direct(call)
+            if result is None:
+                result = super().apply_async(
+                    tuple(args) if args is not None else None,
+                    dict(kwargs) if kwargs is not None else None,
+                    task_id=call.task_id,
+                    **call.options,
+                )
+                declared()
         except BaseException:
             runtime.pipeline.enqueue_failed([call])  # a re-submission must publish again
             raise
         existing = runtime.pipeline.published(call)
         return result if existing is None else self.AsyncResult(existing)
+
+    def _publish_direct(self, call: EnqueueCall) -> AsyncResult[R] | None:
+        """Publish a job of a route published before (``declare=[]``) without Celery's
+        per-call ``send_task`` (:class:`BulkPublisher`, one job, Celery's publish retries);
+        None when it must go through ``apply_async`` (nothing was sent)."""
+        if call.options.get("declare") != []:
+            return None
+        self._check_arguments([call])
+        call.task_id = call.task_id or uuid()
+        with self.app.producer_or_acquire() as producer:
+            direct = BulkPublisher(self, producer, retry=True)
+            return direct.publish(call.task_id, call.args, call.kwargs, call.options)
 
     # -- bulk enqueue ---------------------------------------------------------------------
 

@@ -262,3 +262,103 @@ def test_delay_many_on_rabbitmq_publishes_each_job_once_and_each_runs_once(
     wait_until(lambda: _effects(sqlite_url) == expected, timeout=120, message="jobs not run")
     wait_until(lambda: redis_client.llen("rbulk-starts") >= 100, timeout=30)
     assert redis_client.llen("rbulk-starts") == 100  # no job ran twice
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"countdown": 30, "priority": 3}, {"expires": 60}],
+    ids=["plain", "countdown-priority", "expires"],
+)
+def test_a_single_job_after_its_routes_first_is_published_directly_as_celery_would(
+    options, guarded, platform_app, redis_client, monkeypatch
+) -> None:
+    """``apply_async`` of a route published before skips Celery's per-call ``send_task``
+    (the direct publisher, one job): the same message, the same signals, and Celery's
+    publish retry policy."""
+    platform_app.__dict__.pop("_sp_declared_routes", None)  # the route's first publish is next
+    through_celery: list[str] = []
+    send_task = platform_app.send_task
+
+    def counting(*args: object, **kwargs: object) -> object:
+        through_celery.append(str(args[0]))  # the task name
+        return send_task(*args, **kwargs)
+
+    monkeypatch.setattr(platform_app, "send_task", counting)
+    policies: list[object] = []
+
+    def seen(retry_policy: object = None, **_kwargs: object) -> None:
+        policies.append(retry_policy)
+
+    signals.before_task_publish.connect(seen, weak=False)
+    try:
+        guarded.write_order.apply_async(("x",), **options)
+        reference = _messages(redis_client)
+        redis_client.flushdb()
+        later = [guarded.write_order.apply_async(("x",), **options) for _ in range(2)]
+    finally:
+        signals.before_task_publish.disconnect(seen)
+    assert through_celery == ["tests.write_order"]  # only the first went through send_task
+    direct = _messages(redis_client)
+    assert len(direct) == 2 and all(message == reference[0] for message in direct)
+    raw = [
+        json.loads(m)
+        for key in redis_client.keys(f"{QUEUE}*")
+        for m in redis_client.lrange(key, 0, -1)
+    ]
+    assert sorted(m["headers"]["id"] for m in raw) == sorted(r.id for r in later)
+    assert policies[0] == policies[1] == policies[2] == platform_app.conf.task_publish_retry_policy
+
+
+def test_a_single_job_with_options_only_celery_knows_goes_through_celery(
+    guarded, platform_app, redis_client, monkeypatch
+) -> None:
+    guarded.write_order.apply_async(("x",))  # the route is known from here on
+    through_celery: list[object] = []
+    send_task = platform_app.send_task
+
+    def counting(*args: object, **kwargs: object) -> object:
+        through_celery.append(args[0])
+        return send_task(*args, **kwargs)
+
+    monkeypatch.setattr(platform_app, "send_task", counting)
+    result = guarded.write_order.apply_async(("x",), shadow="shadowed", retry=False)
+    assert through_celery == ["tests.write_order"]
+    assert result.id
+    (raw,) = [json.loads(m) for m in redis_client.lrange(QUEUE, 0, 0)]
+    assert raw["headers"]["shadow"] == "shadowed"
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["retried", "not-retried"])
+def test_a_direct_single_publish_is_retried_on_a_connection_error_as_celery_retries_it(
+    retry, guarded, platform_app, redis_client, monkeypatch
+) -> None:
+    """The direct path keeps Celery's publish retry: the transport's first push of the job
+    fails with a connection error (injected once into the real transport), kombu's retry
+    policy sends it again and it is queued once; with ``task_publish_retry`` off the error
+    reaches the caller (Celery's documented behaviour)."""
+    from sandbox_platform.app import transport
+
+    guarded.write_order.apply_async(("first",))  # the route's first publish (Celery's path)
+    redis_client.flushdb()
+    monkeypatch.setitem(platform_app.conf, "task_publish_retry", retry)
+    monkeypatch.setitem(
+        platform_app.conf, "task_publish_retry_policy", {"max_retries": 3, "interval_start": 0}
+    )
+    failures = [redis.ConnectionError("injected: connection lost during the push")]
+    original = transport.Channel._put
+
+    def failing_once(self: transport.Channel, queue: str, message: dict, **kwargs: object) -> None:  # type: ignore[type-arg]
+        if failures:
+            raise failures.pop()
+        original(self, queue, message, **kwargs)
+
+    monkeypatch.setattr(transport.Channel, "_put", failing_once)
+    if retry:
+        result = guarded.write_order.apply_async(("second",))
+        (raw,) = redis_client.lrange(QUEUE, 0, -1)
+        assert json.loads(raw)["headers"]["id"] == result.id
+    else:
+        with pytest.raises(redis.ConnectionError, match="injected"):
+            guarded.write_order.apply_async(("second",))
+        assert redis_client.llen(QUEUE) == 0
+    assert failures == []  # every injected failure was met

@@ -58,19 +58,22 @@ def test_each_mode_runs_only_its_own_jobs(
     sandbox_tasks, live_tasks = register_shapes(platform_app), register_shapes(live_app)
     worker_factory(platform_app, SHAPES_APP)
     worker_factory(live_app, SHAPES_APP, mode="live", skip_readiness=True)
-    for n in range(JOBS):  # interleaved
+    for n in range(JOBS):  # interleaved (after each route's first job: the direct publisher)
         sandbox_tasks.where.delay(f"sandbox-{n}")
         live_tasks.where.delay(f"live-{n}")
+    sandbox_tasks.where.delay_many([(f"sandbox-bulk-{n}",) for n in range(3)])
+    live_tasks.where.delay_many([(f"live-bulk-{n}",) for n in range(3)])
 
     wait_until(
-        lambda: redis_client.llen("ran:sandbox") + redis_client.llen("ran:live") == 2 * JOBS,
+        lambda: redis_client.llen("ran:sandbox") + redis_client.llen("ran:live") == 2 * JOBS + 6,
         timeout=120,
         message="not every job ran",
     )
     ran_sandbox = {x.decode() for x in redis_client.lrange("ran:sandbox", 0, -1)}
     ran_live = {x.decode() for x in redis_client.lrange("ran:live", 0, -1)}
-    assert ran_sandbox == {f"sandbox-{n}" for n in range(JOBS)}
-    assert ran_live == {f"live-{n}" for n in range(JOBS)}
+    bulk = {f"bulk-{n}" for n in range(3)}
+    assert ran_sandbox == {f"sandbox-{n}" for n in range(JOBS)} | {f"sandbox-{b}" for b in bulk}
+    assert ran_live == {f"live-{n}" for n in range(JOBS)} | {f"live-{b}" for b in bulk}
     assert _dead_letters(sandbox_db) == 0 and _dead_letters(live_db) == 0
 
     # the backstop: a live message published straight onto the sandbox queue
@@ -83,7 +86,7 @@ def test_each_mode_runs_only_its_own_jobs(
     )
     raw.close()
     wait_until(lambda: _dead_letters(sandbox_db, "wrong_mode") == 1, timeout=60)
-    assert redis_client.llen("ran:sandbox") == JOBS  # it did not run
+    assert redis_client.llen("ran:sandbox") == JOBS + 3  # it did not run
 
 
 def test_jobs_left_on_the_unqualified_queue_are_moved_and_run(
