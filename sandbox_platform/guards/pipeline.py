@@ -20,11 +20,11 @@ after the run: the outcome stands).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 from celery.exceptions import Ignore, Reject, Retry
@@ -78,11 +78,15 @@ class GuardHookError(PlatformError):
     """A guard's hook raised something unexpected; the job is treated as failed."""
 
 
-@contextmanager
-def _hook(guard: Guard, hook: str) -> Iterator[None]:
-    """Let our own errors through; log anything else loudly and wrap it."""
+_T = TypeVar("_T")
+
+
+def _hook(guard: Guard, hook: str, method: Callable[..., _T], *args: Any) -> _T:
+    """``method(*args)``, a hook of ``guard``: let our own errors through; log anything else
+    loudly and wrap it. (A plain call, not a context manager: it runs several times for
+    every job and every enqueue.)"""
     try:
-        yield
+        return method(*args)
     except (PlatformError, *_CONTROL_FLOW):
         raise
     except Exception as exc:
@@ -90,12 +94,12 @@ def _hook(guard: Guard, hook: str) -> Iterator[None]:
         raise GuardHookError(f"guard {guard.name!r} failed in {hook}: {exc!r}") from exc
 
 
-@contextmanager
-def _enqueue_hook(guard: Guard, hook: str, task_name: str) -> Iterator[None]:
+def _enqueue_hook(
+    guard: Guard, hook: str, task_name: str, method: Callable[..., None], *args: Any
+) -> None:
     """:func:`_hook` at the call site of an enqueue: a guard's failure is an EnqueueError."""
     try:
-        with _hook(guard, hook):
-            yield
+        _hook(guard, hook, method, *args)
     except GuardHookError as exc:
         raise EnqueueError(f"{task_name}: {exc}") from exc.__cause__
 
@@ -128,8 +132,7 @@ class Pipeline:
     def enqueue(self, call: EnqueueCall) -> str | None:
         """Run every ``at_enqueue`` hook; return an existing job's id when one answered."""
         for guard in self._at_enqueue:
-            with _enqueue_hook(guard, "at_enqueue", call.task_name):
-                guard.at_enqueue(call)
+            _enqueue_hook(guard, "at_enqueue", call.task_name, guard.at_enqueue, call)
             if call.existing_id is not None:
                 return call.existing_id
         plan_admission(call, self._contribute)
@@ -142,16 +145,16 @@ class Pipeline:
             call.batched = True
             self.enqueue(call)
         for guard in self._at_enqueue_batch:
-            with _enqueue_hook(guard, "at_enqueue_batch", calls[0].task_name):
-                guard.at_enqueue_batch(calls)
+            _enqueue_hook(
+                guard, "at_enqueue_batch", calls[0].task_name, guard.at_enqueue_batch, calls
+            )
         return [call.existing_id for call in calls]
 
     def published(self, call: EnqueueCall) -> str | None:
         """After the publish: each guard reads what the transport answered for work it
         folded into the publish; an existing job's id (nothing was pushed) or None."""
         for guard in self._after_publish:
-            with _enqueue_hook(guard, "after_publish", call.task_name):
-                guard.after_publish(call)
+            _enqueue_hook(guard, "after_publish", call.task_name, guard.after_publish, call)
         return call.existing_id
 
     def enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
@@ -196,8 +199,7 @@ class Pipeline:
 
     def _before(self, job: Job) -> Outcome | None:
         for guard in self._before_run:
-            with _hook(guard, "before_run"):
-                outcome = guard.before_run(job)
+            outcome = _hook(guard, "before_run", guard.before_run, job)
             if outcome is not None:
                 return outcome
         return None
@@ -205,22 +207,19 @@ class Pipeline:
     def _admit(self, job: Job) -> Outcome | None:
         request = AdmissionRequest()
         for guard in self._contribute:
-            with _hook(guard, "contribute"):
-                guard.contribute(job, request)
+            _hook(guard, "contribute", guard.contribute, job, request)
         if not request:
             return None
         admission = prefetched_admission(job, request) or self._admitter.admit_request(request)
         for guard in self._admitted:
-            with _hook(guard, "admitted"):
-                outcome = guard.admitted(job, admission)
+            outcome = _hook(guard, "admitted", guard.admitted, job, admission)
             if outcome is not None:
                 return outcome
         return None
 
     def _error(self, job: Job, exc: Exception) -> Outcome:
         for guard in self._on_error:
-            with _hook(guard, "on_error"):
-                outcome = guard.on_error(job, exc)
+            outcome = _hook(guard, "on_error", guard.on_error, job, exc)
             if outcome is not None:
                 return outcome
         return Outcome.dead_letter("failed", error=exc)
@@ -236,11 +235,8 @@ class Pipeline:
 
     def _carry_out(self, job: Job, outcome: Outcome) -> Any:
         for guard in self._after_run:
-            try:
-                with _hook(guard, "after_run"):
-                    guard.after_run(job, outcome)
-            except GuardHookError:
-                pass  # logged; the outcome stands
+            with contextlib.suppress(GuardHookError):  # logged; the outcome stands
+                _hook(guard, "after_run", guard.after_run, job, outcome)
         if outcome.record:
             self._record(job, outcome)
         handler = _HANDLERS[outcome.kind]

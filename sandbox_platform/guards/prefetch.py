@@ -64,7 +64,9 @@ def plan_admission(call: EnqueueCall, contributors: Sequence[Guard]) -> None:
         return
     if call.options.get("countdown") is not None or call.options.get("eta") is not None:
         return
-    view = Job(_Enqueued(call), call.args, call.kwargs, call.services)
+    # a copy of the call's scratch: what a guard worked out at enqueue (e.g. the arguments'
+    # fingerprint) it need not work out again here
+    view = Job(_Enqueued(call), call.args, call.kwargs, call.services, scratch=dict(call.scratch))
     request = AdmissionRequest()
     for guard in contributors:
         guard.contribute(view, request)

@@ -153,7 +153,7 @@ class IdempotencyGuard(Guard):
         job.headers[IDEMPOTENCY_HEADER] = key
         request.claim(
             key,
-            fingerprint(list(job.args), job.kwargs),
+            _fingerprint_of(job.scratch, job.args, job.kwargs),
             lease=options["idempotency_lease"],
             ttl=options["idempotency_ttl"],
         )
@@ -197,6 +197,19 @@ class IdempotencyGuard(Guard):
             log.exception("could not release idempotency claim", key=key)
 
 
+#: scratch entry: the fingerprint of the call's arguments (worked out once per job or call)
+_FINGERPRINT = "idempotency.fingerprint"
+
+
+def _fingerprint_of(scratch: dict[str, Any], args: Sequence[Any], kwargs: Any) -> str:
+    """The arguments' fingerprint, kept in ``scratch`` (the enqueue's admission plan and the
+    dedupe use the same one)."""
+    found: str | None = scratch.get(_FINGERPRINT)
+    if found is None:
+        found = scratch[_FINGERPRINT] = fingerprint(list(args), kwargs)
+    return found
+
+
 #: scratch entry: (record key, value) this enqueue marked (unmarked if the publish fails)
 _WRITTEN = "idempotency.written"
 #: scratch entry: (idempotency key, value) whose dedupe was folded into the publish
@@ -205,7 +218,7 @@ _FOLDED = "idempotency.folded"
 
 def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
     """Let the transport mark the first job and push the message in one call."""
-    value = f"{call.task_id} {fingerprint(list(call.args), call.kwargs)}"
+    value = f"{call.task_id} {_fingerprint_of(call.scratch, call.args, call.kwargs)}"
     redis_key = enqueue_key(call.services.prefix, key)
     call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl))])
     call.scratch[_FOLDED] = (key, value)
@@ -231,7 +244,7 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
     seen: dict[str, str] = {}
     for call in calls:
         key, ttl = call.scratch[scratch_name]
-        args_fingerprint = fingerprint(list(call.args), call.kwargs)
+        args_fingerprint = _fingerprint_of(call.scratch, call.args, call.kwargs)
         if seen.setdefault(key, args_fingerprint) != args_fingerprint:
             raise IdempotencyConflict(
                 f"{call.task_name}: idempotency key {key!r} is used twice in the batch "

@@ -140,8 +140,9 @@ local function enq_mark(rec_key, tid, fp, ttl_ms, now_ms)
   if r[1] then
     rec_clear(rec_key)
   end
-  redis.call('HSET', rec_key, 'fp', fp, 'tid', tid, 'state', 'queued')
-  rec_set_end(rec_key, now_ms + ttl_ms, now_ms)
+  local exp = now_ms + ttl_ms  -- (rec_set_end, folded into the one HSET)
+  redis.call('HSET', rec_key, 'fp', fp, 'tid', tid, 'state', 'queued', 'exp', sp_fmt(exp))
+  redis.call('PEXPIRE', rec_key, exp - now_ms + FENCE_MARGIN_MS)
   return ''
 end
 
