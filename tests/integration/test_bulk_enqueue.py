@@ -264,6 +264,20 @@ def test_delay_many_on_rabbitmq_publishes_each_job_once_and_each_runs_once(
     assert redis_client.llen("rbulk-starts") == 100  # no job ran twice
 
 
+def _count_send_task(app: object, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The task names ``app.send_task`` (Celery's per-call path) is called with from now on;
+    the real ``send_task`` still publishes each one."""
+    names: list[str] = []
+    send_task = app.send_task  # type: ignore[attr-defined]
+
+    def counting(*args: object, **kwargs: object) -> object:
+        names.append(str(args[0]))
+        return send_task(*args, **kwargs)
+
+    monkeypatch.setattr(app, "send_task", counting)
+    return names
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"countdown": 30, "priority": 3}, {"expires": 60}],
@@ -276,14 +290,7 @@ def test_a_single_job_after_its_routes_first_is_published_directly_as_celery_wou
     (the direct publisher, one job): the same message, the same signals, and Celery's
     publish retry policy."""
     platform_app.__dict__.pop("_sp_declared_routes", None)  # the route's first publish is next
-    through_celery: list[str] = []
-    send_task = platform_app.send_task
-
-    def counting(*args: object, **kwargs: object) -> object:
-        through_celery.append(str(args[0]))  # the task name
-        return send_task(*args, **kwargs)
-
-    monkeypatch.setattr(platform_app, "send_task", counting)
+    through_celery = _count_send_task(platform_app, monkeypatch)
     policies: list[object] = []
 
     def seen(retry_policy: object = None, **_kwargs: object) -> None:
@@ -313,14 +320,7 @@ def test_a_single_job_with_options_only_celery_knows_goes_through_celery(
     guarded, platform_app, redis_client, monkeypatch
 ) -> None:
     guarded.write_order.apply_async(("x",))  # the route is known from here on
-    through_celery: list[object] = []
-    send_task = platform_app.send_task
-
-    def counting(*args: object, **kwargs: object) -> object:
-        through_celery.append(args[0])
-        return send_task(*args, **kwargs)
-
-    monkeypatch.setattr(platform_app, "send_task", counting)
+    through_celery = _count_send_task(platform_app, monkeypatch)
     result = guarded.write_order.apply_async(("x",), shadow="shadowed", retry=False)
     assert through_celery == ["tests.write_order"]
     assert result.id
