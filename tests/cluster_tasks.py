@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import redis
 from celery import Celery
 
-from sandbox_platform.core.settings import active_settings
+from sandbox_platform.core.apps import active_settings
 from sandbox_platform.tasks import guarded_task
 
 #: resources of cluster.limited (two: the admission takes from each in its own step)

@@ -10,8 +10,8 @@ import redis
 from celery import Celery
 
 from sandbox_platform import Jitter, RetryPolicy, guarded_task, irreversible, platform_session
+from sandbox_platform.core.apps import active_settings
 from sandbox_platform.core.jobscope import current_job
-from sandbox_platform.core.settings import active_settings
 from sandbox_platform.guards.idempotency import record_effect
 
 #: a retry delay that reaches a short visibility timeout (the platform must cap it)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import redis
 
 from sandbox_platform import create_app, guarded_task
+from sandbox_platform.core.apps import active_settings
 from sandbox_platform.core.exits import exit_on_settings_error
-from sandbox_platform.core.settings import active_settings
 from tests.maintenance_guard import MaintenanceWindow
 
 app = exit_on_settings_error(lambda: create_app(guards=[MaintenanceWindow()]))

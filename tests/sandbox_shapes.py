@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from celery import Celery
 
 from sandbox_platform import guarded_task, irreversible
-from sandbox_platform.core.settings import active_settings
+from sandbox_platform.core.apps import active_settings
 from sandbox_platform.guards.retry import RetryPolicy
+from tests import warm_client
 from tests.task_defs import real_charge
 
 NO_RETRY = RetryPolicy(max_retries=0)
@@ -127,6 +128,11 @@ def register_shapes(app: Celery) -> SimpleNamespace:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (a test server)
             return int(response.status)
 
+    @guarded_task(app, name="tests.warm_get", retry=NO_RETRY)
+    def warm_get(url: str) -> int:
+        """A GET on the keep-alive client the worker warmed at import."""
+        return int(warm_client.client.get(url).status_code)
+
     @guarded_task(app, name="tests.platform_services")
     def platform_services() -> bool:
         settings = active_settings()
@@ -154,6 +160,7 @@ def register_shapes(app: Celery) -> SimpleNamespace:
         bad_simulator=bad_simulator,
         where=where,
         http_get=http_get,
+        warm_get=warm_get,
         platform_services=platform_services,
         connect_db=connect_db,
     )

@@ -24,14 +24,15 @@ log = structlog.get_logger(__name__)
 
 
 class SafeConsumer(Consumer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        app = self.app
+    def connect(self) -> Any:
+        """The broker connection, its transport told where undecodable queue elements (raw
+        bytes in a queue) go: this consumer's app's dead letters."""
+        connection = super().connect()
+        set_malformed_handler(connection.transport, self.on_undecodable)
+        return connection
 
-        def on_undecodable(queue: str, raw: bytes, error: BaseException) -> None:
-            dead_letter_raw(app, queue, raw, error)
-
-        set_malformed_handler(on_undecodable)  # for the transport (raw bytes in a queue)
+    def on_undecodable(self, queue: str, raw: bytes, error: BaseException) -> None:
+        dead_letter_raw(self.app, queue, raw, error)
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         handler: Callable[[Any], Any] = super().create_task_handler(*args, **kwargs)

@@ -7,7 +7,8 @@ connected in :mod:`sandbox_platform.app.signals`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -19,22 +20,14 @@ from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
 from sandbox_platform.app.tracing import install_tracing
 from sandbox_platform.app.transport import ADMIT_OPTION
+from sandbox_platform.core.apps import register_app, unregister_app
 from sandbox_platform.core.celery_config import celery_config
 from sandbox_platform.core.context import MODE_HEADER
 from sandbox_platform.core.redis_client import celery_url
-from sandbox_platform.core.settings import (
-    Settings,
-    forget_active_settings,
-    load_settings,
-    use_settings,
-)
+from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.guards.base import Guard
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
-from sandbox_platform.guards.dry_run import (
-    DryRunLock,
-    install_lock_provider,
-    uninstall_lock_provider,
-)
+from sandbox_platform.guards.dry_run import DryRunLock
 
 __all__ = ["PlatformCelery", "create_app", "release_app"]
 
@@ -52,6 +45,11 @@ class PlatformCelery(Celery):
         if not headers or MODE_HEADER not in headers:
             options["headers"] = {**(headers or {}), MODE_HEADER: self.platform_settings.mode.value}
         return super().send_task(name, *args, **options)
+
+    def close(self) -> None:
+        """Close the app; code outside any job no longer considers it (core/apps.py)."""
+        unregister_app(self)
+        super().close()
 
     @cached_property
     def Worker(self) -> Any:
@@ -78,7 +76,7 @@ def create_app(
     for guard in guards:
         if not isinstance(guard, Guard):
             raise TypeError(f"create_app(guards=...) takes Guard objects, got {guard!r}")
-    settings = use_settings(settings or load_settings())
+    settings = settings or load_settings()
     app = PlatformCelery(main, set_as_current=True)
     app.platform_settings = settings
     app.platform_guards = (*BUILTIN_GUARDS, *guards)
@@ -90,12 +88,20 @@ def create_app(
     connect_signals()
     install_tracing(settings)  # after connect_signals: the job's id is bound before a run span
 
+    register_app(app, settings, _lock_of(weakref.ref(app)))
+    return app
+
+
+def _lock_of(ref: weakref.ref[Celery]) -> Callable[[], DryRunLock]:
+    """How code outside any job reaches the app's dry-run lock (without keeping it alive)."""
+
     def lock() -> DryRunLock:
+        app = ref()
+        if app is None:
+            raise RuntimeError("the app was garbage-collected")
         return runtime_for(app).dry_run_lock
 
-    app._sp_lock_provider = lock  # type: ignore[attr-defined]
-    install_lock_provider(lock)
-    return app
+    return lock
 
 
 def _install_safe_consuming(app: Celery, settings: Settings) -> None:
@@ -116,11 +122,8 @@ def _install_safe_consuming(app: Celery, settings: Settings) -> None:
 
 
 def release_app(app: Celery) -> None:
-    """Undo what ``create_app`` installed for this process (its runtime, its dry-run lock
-    provider, its settings as the process default) and close the app."""
+    """Close ``app`` and its runtime in this process (flushing what it buffered); code
+    outside any job no longer considers it."""
     forget_runtime(app)
-    provider = getattr(app, "_sp_lock_provider", None)
-    if provider is not None:
-        uninstall_lock_provider(provider)
-    forget_active_settings(getattr(app, "platform_settings", None))
+    unregister_app(app)
     app.close()

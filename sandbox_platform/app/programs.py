@@ -15,7 +15,8 @@ writes must parse as JSON, so these subclasses (installed by ``PlatformCelery.Wo
 * send what task code prints to stdout/stderr through logging (``celery.redirected``).
 
 The worker's event loop is :class:`~sandbox_platform.app.hub.ReadyAwareHub` (kombu's hub,
-which never sleeps in ``poll`` while callbacks are queued: see app/hub.py).
+which never sleeps in ``poll`` while callbacks are queued: see app/hub.py), and ``--pool
+threads`` runs the platform's threads pool (:mod:`sandbox_platform.app.thread_pool`).
 
 In both formats the banner names the log level that is really in force (the platform's
 ``LOG_LEVEL``, which the platform's logging set-up applies whatever ``--loglevel`` says).
@@ -38,21 +39,19 @@ from celery import VERSION_BANNER
 from celery.apps import worker as celery_worker
 from celery.apps.beat import Beat
 from celery.apps.worker import Worker
+from celery.concurrency.thread import TaskPool as CeleryThreadPool
 from celery.utils.log import LOG_LEVELS, LoggingProxy, get_logger
 
 from sandbox_platform.app.hub import use_ready_aware_hub
+from sandbox_platform.app.thread_pool import PlatformThreadPool
+from sandbox_platform.core.apps import settings_of
 from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.redaction import redact
-from sandbox_platform.core.settings import Settings, active_settings
+from sandbox_platform.core.settings import Settings
 
 __all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
 
 log = structlog.get_logger("sandbox_platform.app.programs")
-
-
-def _settings(app: Any) -> Settings:
-    settings = getattr(app, "platform_settings", None)
-    return settings if isinstance(settings, Settings) else active_settings()
 
 
 def startup_logging(settings: Settings) -> bool:
@@ -110,16 +109,19 @@ class PlatformWorker(Worker):
     """``celery worker`` for a platform app (see the module's docstring)."""
 
     def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
-        self._sp_json = startup_logging(_settings(self.app))
+        self._sp_json = startup_logging(settings_of(self.app))
         super().on_before_init(quiet=quiet, **kwargs)
 
     def on_after_init(self, *args: Any, **kwargs: Any) -> None:
         super().on_after_init(*args, **kwargs)
-        self.loglevel = _level_number(_settings(self.app))  # the level in force
+        self.loglevel = _level_number(settings_of(self.app))  # the level in force
 
     def on_init_blueprint(self) -> None:
         super().on_init_blueprint()
         use_ready_aware_hub(self)  # before the Hub step builds the event loop (app/hub.py)
+        me: Any = self
+        if me.pool_cls is CeleryThreadPool:  # --pool threads: the platform's (app/thread_pool.py)
+            me.pool_cls = PlatformThreadPool
 
     def on_start(self) -> None:
         super().on_start()
@@ -139,13 +141,14 @@ class PlatformWorker(Worker):
         app = self.app
         me: Any = self
         pool = me.pool_cls if isinstance(me.pool_cls, str) else me.pool_cls.__module__
+        pool = "threads" if me.pool_cls is PlatformThreadPool else pool
         user_tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
         return {
             "hostname": me.hostname,
             "pid": os.getpid(),
             "celery_version": VERSION_BANNER,
             "app": app.main or "__main__",
-            "mode": _settings(app).mode.value,
+            "mode": settings_of(app).mode.value,
             "transport": app.connection().as_uri(),
             "results": app.backend.as_uri(),
             "concurrency": me.concurrency,
@@ -154,7 +157,7 @@ class PlatformWorker(Worker):
             "task_events": bool(me.task_events),
             "queues": sorted(app.amqp.queues.keys()),
             "tasks": user_tasks,
-            "log_level": _settings(app).log_level,
+            "log_level": settings_of(app).log_level,
             "platform": platform.platform(),
         }
 
@@ -164,7 +167,7 @@ class PlatformBeat(Beat):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = _settings(self.app)
+        settings = settings_of(self.app)
         self.loglevel = _level_number(settings)  # the banner's level is the one in force
         self._sp_json = startup_logging(settings)
         if self._sp_json:
@@ -189,5 +192,5 @@ class PlatformBeat(Beat):
             "scheduler_info": " ".join(str(scheduler.info).split()),
             "max_interval": scheduler.max_interval,
             "logfile": me.logfile or "[stderr]",
-            "log_level": _settings(self.app).log_level,
+            "log_level": settings_of(self.app).log_level,
         }

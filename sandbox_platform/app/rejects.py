@@ -13,8 +13,8 @@ import structlog
 from celery import Celery
 
 from sandbox_platform.app.runtime import Runtime, runtime_for
+from sandbox_platform.core.apps import settings_of
 from sandbox_platform.core.context import CORRELATION_HEADER, request_header
-from sandbox_platform.core.settings import Settings, active_settings
 from sandbox_platform.db.deadletters import store_dead_letter
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.guards.events import JobDeadLettered, JobFinished
@@ -22,11 +22,6 @@ from sandbox_platform.guards.events import JobDeadLettered, JobFinished
 __all__ = ["dead_letter_message", "dead_letter_raw", "message_record", "record_expired"]
 
 log = structlog.get_logger(__name__)
-
-
-def _settings_of(app: Celery | None) -> Settings:
-    settings = getattr(app, "platform_settings", None)
-    return settings if isinstance(settings, Settings) else active_settings()
 
 
 def _raw(data: Any) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def _store(app: Celery | None, reason: str, record: dict[str, Any], exc: Any) ->
         detail=repr(exc),
     )
     store_dead_letter(
-        _settings_of(app).active_database_url,
+        settings_of(app).active_database_url,
         task_id=event.task_id or "",
         task_name=event.task,
         reason=reason,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -20,7 +20,7 @@ from celery import Celery
 
 from sandbox_platform.core.jobscope import current_job, in_child_of_job
 from sandbox_platform.core.redis_client import get_redis, redis_url
-from sandbox_platform.core.settings import Settings, active_settings
+from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.db.models import DryRunEvent
 from sandbox_platform.db.recorder import Recorder
 from sandbox_platform.guards.base import Guard, Services
@@ -30,6 +30,7 @@ from sandbox_platform.guards.events import DryRunIntercepted, Events
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.guards.pipeline import Pipeline
+from sandbox_platform.guards.retry import ExhaustedHooks
 from sandbox_platform.ops.alert_wiring import build_dispatcher, wire_alert_sources
 from sandbox_platform.ops.alerts import AlertDispatcher
 from sandbox_platform.ops.heartbeat import Heartbeat
@@ -59,6 +60,11 @@ class Runtime:
     governor: Governor
     idempotency: IdempotencyStore
     pipeline: Pipeline
+    #: what this app's exhausted retries call (its alert dispatcher is connected)
+    retry_hooks: ExhaustedHooks
+    #: the process that built it (a forked child builds its own)
+    pid: int = field(default_factory=os.getpid)
+    closed: bool = False
 
     @classmethod
     def build(cls, settings: Settings, guards: Sequence[Guard] = BUILTIN_GUARDS) -> Runtime:
@@ -67,19 +73,23 @@ class Runtime:
         events = Events()
         recorder = Recorder(settings.active_database_url)
         alerts = build_dispatcher(settings, client)
-        wire_alert_sources(alerts, events)
+        retry_hooks = ExhaustedHooks()
+        wire_alert_sources(alerts, events, retry_hooks)
         metrics = Metrics(client, prefix)
         metrics.subscribe(events)
         governor = Governor(client, prefix)
         UnlimitedResourceWatch(governor, alerts).subscribe(events)
-        services = Services(settings=settings, redis=client, events=events, recorder=recorder)
+        lock = _dry_run_lock(settings, recorder, events)
+        services = Services(
+            settings=settings, redis=client, events=events, recorder=recorder, dry_run_lock=lock
+        )
         return cls(
             settings=settings,
             redis=client,
             events=events,
             recorder=recorder,
             alerts=alerts,
-            dry_run_lock=_dry_run_lock(settings, recorder, events),
+            dry_run_lock=lock,
             heartbeat=Heartbeat(
                 client,
                 interval_seconds=settings.heartbeat_interval,
@@ -90,6 +100,7 @@ class Runtime:
             governor=governor,
             idempotency=IdempotencyStore(client, prefix),
             pipeline=Pipeline(guards, services),
+            retry_hooks=retry_hooks,
         )
 
     def flush(self) -> None:
@@ -99,6 +110,7 @@ class Runtime:
         self.alerts.flush(timeout=5)
 
     def close(self) -> None:
+        self.closed = True
         self.recorder.close()
         self.metrics.close()
         self.alerts.close(timeout=5)
@@ -125,36 +137,32 @@ def _dry_run_lock(settings: Settings, recorder: Recorder, events: Events) -> Dry
 
 _ATTRIBUTE = "_sp_runtime"
 _lock = threading.Lock()
-_generation = 0
+#: every runtime built (with the pid that built it): a pool child's exit flushes them (its
+#: signal names no app), and tests reset them all; each app finds its own on the app itself
 _built: list[Runtime] = []
-_built_pid = os.getpid()
 
 
 def _slot(app: Celery) -> Runtime | None:
-    slot = app.__dict__.get(_ATTRIBUTE)
-    if slot is not None and slot[0] == os.getpid() and slot[1] == _generation:
-        return slot[2]  # type: ignore[no-any-return]
+    current: Runtime | None = app.__dict__.get(_ATTRIBUTE)
+    if current is not None and current.pid == os.getpid() and not current.closed:
+        return current
     return None
 
 
 def runtime_for(app: Celery) -> Runtime:
     """The runtime of ``app`` in this process, built on first use from the app's settings
-    (``create_app``'s) and guards."""
+    (``create_app``'s; the environment's for a plain Celery app) and guards."""
     current = _slot(app)
     if current is not None:
         return current
-    global _built_pid
     with _lock:
         current = _slot(app)
         if current is None:
-            settings = getattr(app, "platform_settings", None) or active_settings()
+            settings = getattr(app, "platform_settings", None) or load_settings()
             guards = getattr(app, "platform_guards", BUILTIN_GUARDS)
             current = Runtime.build(settings, guards)
-            if _built_pid != os.getpid():  # forked: the parent's runtimes are not ours
-                _built.clear()
-                _built_pid = os.getpid()
-            _built.append(current)
-            app.__dict__[_ATTRIBUTE] = (os.getpid(), _generation, current)
+            _built[:] = [*_mine(), current]  # a forked child forgets its parent's
+            app.__dict__[_ATTRIBUTE] = current
         return current
 
 
@@ -164,7 +172,8 @@ def built_runtime(app: Celery) -> Runtime | None:
 
 
 def _mine() -> list[Runtime]:
-    return list(_built) if _built_pid == os.getpid() else []
+    pid = os.getpid()
+    return [runtime for runtime in _built if runtime.pid == pid]
 
 
 def flush_runtime() -> None:
@@ -186,10 +195,8 @@ def forget_runtime(app: Celery) -> None:
 
 def reset_runtime() -> None:
     """Flush, close and forget every runtime of this process (tests, the seed facade)."""
-    global _generation
     with _lock:
         closing = _mine()
         _built.clear()
-        _generation += 1
     for current in closing:
         current.close()

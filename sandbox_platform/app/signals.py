@@ -2,8 +2,10 @@
 
 Receivers are module-level functions connected with ``weak=False`` and a ``dispatch_uid`` by
 :func:`connect_signals`, so they cannot be garbage-collected away nor connected twice. They
-find the app they serve through the signal's sender (a task, a consumer or a worker); the
-worker's app is remembered at ``worker_init`` for the shutdown signals, which carry none.
+find the app they serve through the signal's sender (a task, a consumer or a worker), never
+through a process-wide "worker app": what a worker process starts for its app (the egress
+guard, the side services) is kept on that app. ``worker_shutting_down`` names only the
+worker's hostname, so ``worker_init`` connects a receiver for that worker (with its app).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -23,36 +26,34 @@ from sandbox_platform.app.live_gate import check_live_worker
 from sandbox_platform.app.rejects import dead_letter_message, record_expired
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
+from sandbox_platform.core.apps import settings_of
 from sandbox_platform.core.context import (
     ADMITTED_HEADER,
     CORRELATION_HEADER,
     DELIVERY_HEADER,
     ENQUEUED_HEADER,
-    MODE_HEADER,
     current_correlation_id,
     new_correlation_id,
     request_header,
     set_correlation_id,
 )
-from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.errors import SettingsError
+from sandbox_platform.core.logging import configure_logging, logging_configured
 from sandbox_platform.core.propagation import install_context_propagation
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.redis_client import reset_clients
-from sandbox_platform.core.settings import Settings, active_settings
+from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import dispose_engines
 from sandbox_platform.guards.egress import install_egress_guard
 from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
 
-__all__ = ["connect_signals", "worker_app"]
+__all__ = ["connect_signals"]
 
 log = structlog.get_logger(__name__)
 
-_worker_app: Celery | None = None
-
-
-def worker_app() -> Celery | None:
-    """The app this process runs as a worker (after ``worker_init``), if any."""
-    return _worker_app
+#: what a worker process started for its app, kept on the app
+_EGRESS = "_sp_egress_guard"
+_SERVICES = "_sp_worker_services"
 
 
 def _app_of(sender: Any) -> Celery | None:
@@ -60,13 +61,16 @@ def _app_of(sender: Any) -> Celery | None:
     return app if isinstance(app, Celery) else None
 
 
-def _settings_of(app: Celery | None) -> Settings:
-    settings = getattr(app, "platform_settings", None)
-    return settings if isinstance(settings, Settings) else active_settings()
-
-
 def _on_setup_logging(**_kwargs: Any) -> None:
-    settings = active_settings()
+    """Celery configures logging unless a receiver is connected. The platform's worker and
+    beat programs configured it already, from their app's settings (app/programs.py); any
+    other Celery program of a process with a platform app gets the environment's."""
+    if logging_configured():
+        return
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return  # the program reports its own settings error
     configure_logging(settings.log_format, settings.log_level, task_events=settings.log_task_events)
 
 
@@ -77,8 +81,6 @@ def _on_before_task_publish(
         return
     if not headers.get(CORRELATION_HEADER):
         headers[CORRELATION_HEADER] = current_correlation_id() or new_correlation_id()
-    if MODE_HEADER not in headers:
-        headers[MODE_HEADER] = active_settings().mode.value
     headers[ENQUEUED_HEADER] = time.time()
     headers.pop(ADMITTED_HEADER, None)  # only the transport sets these, on delivery
     headers.pop(DELIVERY_HEADER, None)
@@ -136,18 +138,18 @@ def _on_task_postrun(task: Task[Any, Any] | None = None, **_kwargs: Any) -> None
 
 
 def _on_task_unknown(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
-    dead_letter_message(_app_of(sender) or _worker_app, "unknown_task", message, exc)
+    dead_letter_message(_app_of(sender), "unknown_task", message, exc)
 
 
 def _on_task_rejected(sender: Any = None, message: Any = None, exc: Any = None, **_k: Any) -> None:
-    dead_letter_message(_app_of(sender) or _worker_app, "rejected", message, exc)
+    dead_letter_message(_app_of(sender), "rejected", message, exc)
 
 
 def _on_task_revoked(
     sender: Any = None, request: Any = None, expired: bool = False, **_k: Any
 ) -> None:
     """An expired job is not run; it is recorded and counted, not only logged."""
-    app = _app_of(sender) or _worker_app
+    app = _app_of(sender)
     if not expired or request is None or app is None:
         return
     try:
@@ -162,43 +164,61 @@ def _on_worker_process_init(**_kwargs: Any) -> None:
 
 
 def _on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
-    global _worker_app
     app = _app_of(sender)
     if app is None:
         return
-    _worker_app = app
-    settings = _settings_of(app)
+    settings = settings_of(app)
     check_live_worker(settings, app, lambda: runtime_for(app).alerts)
-    install_context_propagation(lambda: (settings.mode.value, settings.active_database_url))
-    if install_egress_guard(settings, lambda: runtime_for(app).dry_run_lock):
+    install_context_propagation()
+    guard = install_egress_guard(
+        settings, lambda: runtime_for(app).dry_run_lock, app.__dict__.get(_EGRESS)
+    )
+    app.__dict__[_EGRESS] = guard
+    if guard is not None:
         log.info("sandbox egress guard on", egress_mode=settings.egress_mode)
+    hostname = str(getattr(sender, "hostname", "") or "")
+    signals.worker_shutting_down.connect(
+        _shutting_down_receiver(app, hostname),
+        weak=False,
+        dispatch_uid=f"sandbox_platform.shutting_down.{hostname}.{id(app)}",
+    )
 
 
 def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
-    app = _app_of(sender) or _worker_app
+    app = _app_of(sender)
     if app is None:
         return
-    settings = _settings_of(app)
+    settings = settings_of(app)
     hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
     log.info("worker ready", hostname=hostname, pid=os.getpid(), mode=settings.mode.value)
-    start_worker_services(hostname, app, runtime_for(app))
+    if app.__dict__.get(_SERVICES) is None:
+        app.__dict__[_SERVICES] = start_worker_services(hostname, app, runtime_for(app))
 
 
-def _on_worker_shutting_down(**_kwargs: Any) -> None:
-    """Before the consumer stops: mark the jobs kombu is about to hand back as clean."""
-    runtime = built_runtime(_worker_app) if _worker_app is not None else None
-    if runtime is None:
-        return
-    try:
-        marked = mark_clean_restores(runtime.redis, runtime.settings.key_prefix, held_task_ids())
-        log.info("warm shutdown: held jobs marked as clean restores", jobs=marked)
-    except Exception:
-        log.exception("could not mark held jobs before shutdown")
+def _shutting_down_receiver(app: Celery, hostname: str) -> Callable[..., None]:
+    """Before the consumer of ``hostname`` stops: mark the jobs kombu is about to hand back
+    as clean restores (a warm shutdown's hand-back is not a poison delivery)."""
+
+    def receiver(sender: Any = None, **_kwargs: Any) -> None:
+        runtime = built_runtime(app)
+        if runtime is None or (hostname and sender != hostname):
+            return
+        try:
+            marked = mark_clean_restores(
+                runtime.redis, runtime.settings.key_prefix, held_task_ids()
+            )
+            log.info("warm shutdown: held jobs marked as clean restores", jobs=marked)
+        except Exception:
+            log.exception("could not mark held jobs before shutdown")
+
+    return receiver
 
 
-def _on_worker_shutdown(**_kwargs: Any) -> None:
+def _on_worker_shutdown(sender: Any = None, **_kwargs: Any) -> None:
     """Warm shutdown: stop the side services, write every buffered record."""
-    stop_worker_services()
+    app = _app_of(sender)
+    services = app.__dict__.pop(_SERVICES, None) if app is not None else None
+    stop_worker_services(services)
     flush_runtime()
 
 
@@ -217,7 +237,6 @@ _RECEIVERS = (
     (signals.task_rejected, _on_task_rejected),
     (signals.worker_init, _on_worker_init),
     (signals.worker_ready, _on_worker_ready),
-    (signals.worker_shutting_down, _on_worker_shutting_down),
     (signals.worker_shutdown, _on_worker_shutdown),
     (signals.worker_process_shutdown, _on_worker_process_shutdown),
 )

@@ -69,7 +69,8 @@ ADMIT_OPTION = "sandbox_platform_admit_prefix"
 
 #: the handler of undecodable elements: (queue, raw, error)
 MalformedHandler = Callable[[str, bytes, BaseException], None]
-_handler: list[MalformedHandler] = []
+#: where a transport keeps its handler (set by the worker's consumer on its connection)
+_HANDLER_ATTRIBUTE = "sp_malformed_handler"
 
 _FETCH, _WAIT = "FETCH", "WAIT"
 #: values per element in the fetch script's reply
@@ -100,9 +101,11 @@ def _set_admission(
         ]
 
 
-def set_malformed_handler(handler: MalformedHandler | None) -> None:
-    """Set (or with None, clear) this process's handler of undecodable queue elements."""
-    _handler[:] = [handler] if handler is not None else []
+def set_malformed_handler(transport: Any, handler: MalformedHandler | None) -> None:
+    """Set (or with None, clear) the handler of undecodable queue elements of one connection's
+    ``transport`` (the consumer that owns the connection sets it)."""
+    if isinstance(transport, Transport):
+        setattr(transport, _HANDLER_ATTRIBUTE, handler)
 
 
 class QoS(kombu_redis.QoS):
@@ -439,10 +442,12 @@ class Channel(kombu_redis.Channel):
         """Dead-letter an element that is not a message. ``kept``: it is already in
         ``<queue>.malformed`` (the fetch script put it there) and leaves it once stored."""
         data = raw if isinstance(raw, bytes) else str(raw).encode()
+        chan: Any = self
+        handler: MalformedHandler | None = getattr(chan.connection, _HANDLER_ATTRIBUTE, None)
         try:
-            if not _handler:
+            if handler is None:
                 raise RuntimeError("no handler for undecodable messages")
-            _handler[0](queue, data, error)
+            handler(queue, data, error)
         except Exception:
             log.exception(
                 "an undecodable message could not be dead-lettered; kept aside", queue=queue
@@ -471,3 +476,5 @@ def _warn_stale(record_key: Any) -> None:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    #: the consumer's handler of undecodable elements (:func:`set_malformed_handler`)
+    sp_malformed_handler: MalformedHandler | None = None

@@ -87,21 +87,17 @@ class WorkerServices:
         self._thread.join(timeout=5)
 
 
-_services: WorkerServices | None = None
-
-
-def start_worker_services(hostname: str, app: Celery, runtime: Runtime) -> None:
-    global _services
+def start_worker_services(hostname: str, app: Celery, runtime: Runtime) -> WorkerServices:
+    """Apply the app's declared limits and start its side services (the caller keeps them:
+    ``worker_ready`` puts them on the app)."""
     applied = apply_default_limits(app, runtime.governor)
     if applied:
         log.info("default governor limits applied", resources=applied)
-    if _services is None:
-        _services = WorkerServices(runtime, hostname, app)
-        _services.start()
+    services = WorkerServices(runtime, hostname, app)
+    services.start()
+    return services
 
 
-def stop_worker_services() -> None:
-    global _services
-    if _services is not None:
-        _services.stop()
-        _services = None
+def stop_worker_services(services: WorkerServices | None) -> None:
+    if services is not None:
+        services.stop()

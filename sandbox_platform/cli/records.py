@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import threading
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import typer
@@ -39,7 +40,9 @@ console = stdout_console()
 #: alerts read per poll of ``alerts tail`` (the most ``ops.records`` hands out at once): when
 #: more arrive between two polls, only the newest this many are printed
 TAIL_BATCH = 1000
-_SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "error": "red", "critical": "bold red"}
+_SEVERITY_STYLE = MappingProxyType(
+    {"info": "cyan", "warning": "yellow", "error": "red", "critical": "bold red"}
+)
 
 SeverityOption = Annotated[
     str | None, typer.Option(help="lowest severity shown: info, warning, error, critical")

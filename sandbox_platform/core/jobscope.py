@@ -1,21 +1,28 @@
 """What the running job is, for code deep inside it (dry-run records, effect rows).
 
-Bound by the pipeline around a job's body; empty outside a task. Threads and child
-processes that task code starts inherit it (:mod:`sandbox_platform.core.propagation`): a
-thread or a forked child through its context, a spawned child through the environment
-variable :data:`JOB_ENV`, which carries the job, its correlation id, its mode and the
-database its records belong in.
+Bound by the pipeline around a job's body; empty outside a task. The scope names the job
+*and the app it belongs to*: ``settings`` are that app's (its mode, its database) and
+``services`` its per-process parts (the dry-run lock, the egress policy: see
+``guards.base.job_services``). Code inside a job finds them here, never in a process-wide
+slot, so two apps of different modes in one process, or many jobs interleaved on threads,
+never see each other's. Threads and child processes that task code starts inherit it
+(:mod:`sandbox_platform.core.propagation`): a thread or a forked child through its context,
+a spawned child through the environment variable :data:`JOB_ENV`, which carries the job, its
+correlation id, its mode and the database its records belong in.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from sandbox_platform.core.settings import Settings
 
 __all__ = [
     "JOB_ENV",
@@ -41,6 +48,29 @@ class JobScope:
     fencing_token: int | None = None
     #: the process that runs the job (a child process of it has another pid)
     pid: int = field(default_factory=os.getpid)
+    #: the settings of the job's app (its mode, its databases); None in a spawned child
+    settings: Settings | None = field(default=None, compare=False, repr=False)
+    #: the job's app's per-process parts (``guards.base.Services``); opaque at this layer
+    services: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def mode(self) -> str | None:
+        return self.settings.mode.value if self.settings is not None else None
+
+    @property
+    def database_url(self) -> str | None:
+        return self.settings.active_database_url if self.settings is not None else None
+
+    def exported(self) -> dict[str, Any]:
+        """The plain fields, as a spawned child receives them."""
+        return {
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "attempt": self.attempt,
+            "idempotency_key": self.idempotency_key,
+            "fencing_token": self.fencing_token,
+            "pid": self.pid,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,28 +84,26 @@ class InheritedJob:
 
 
 _current: ContextVar[JobScope | None] = ContextVar("sp_job_scope", default=None)
-_parsed: tuple[str, InheritedJob | None] = ("", None)
 
 
 def inherited_job() -> InheritedJob | None:
     """The job this process was spawned for (from :data:`JOB_ENV`), if any."""
-    global _parsed
     raw = os.environ.get(JOB_ENV, "")
-    if not raw:
+    return _parse_inherited(raw) if raw else None
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_inherited(raw: str) -> InheritedJob | None:
+    try:
+        data: dict[str, Any] = json.loads(raw)
+        return InheritedJob(
+            JobScope(**data["job"]),
+            data.get("correlation_id"),
+            data.get("mode"),
+            data.get("database_url"),
+        )
+    except (ValueError, TypeError, KeyError):
         return None
-    if _parsed[0] != raw:
-        try:
-            data: dict[str, Any] = json.loads(raw)
-            inherited = InheritedJob(
-                JobScope(**data["job"]),
-                data.get("correlation_id"),
-                data.get("mode"),
-                data.get("database_url"),
-            )
-        except (ValueError, TypeError, KeyError):
-            inherited = None
-        _parsed = (raw, inherited)
-    return _parsed[1]
 
 
 def current_job() -> JobScope | None:
@@ -92,16 +120,16 @@ def in_child_of_job() -> bool:
     return job is not None and job.pid != os.getpid()
 
 
-def export_job(
-    job: JobScope, correlation_id: str | None, mode: str | None, database_url: str | None
-) -> str:
-    """The value of :data:`JOB_ENV` for a child process of ``job``."""
+def export_job(job: JobScope, correlation_id: str | None) -> str:
+    """The value of :data:`JOB_ENV` for a child process of ``job``: the job, its correlation
+    id, its app's mode and the database its records belong in."""
+    inherited = inherited_job() if job.settings is None else None
     return json.dumps(
         {
-            "job": asdict(job),
+            "job": job.exported(),
             "correlation_id": correlation_id,
-            "mode": mode,
-            "database_url": database_url,
+            "mode": job.mode or (inherited.mode if inherited else None),
+            "database_url": job.database_url or (inherited.database_url if inherited else None),
         }
     )
 

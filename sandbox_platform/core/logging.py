@@ -17,7 +17,7 @@ from structlog.types import EventDict, Processor, WrappedLogger
 
 from sandbox_platform.core.redaction import redact
 
-__all__ = ["configure_logging", "redact_processor"]
+__all__ = ["configure_logging", "logging_configured", "redact_processor"]
 
 
 def redact_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
@@ -45,6 +45,16 @@ def _renderer(log_format: str) -> Processor:
 
 #: Celery's per-task "received" / "succeeded" lines: two lines per job on the hot path.
 TASK_EVENT_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
+#: the name of the platform's handler on the root logger
+HANDLER_NAME = "sandbox_platform"
+
+
+def logging_configured() -> bool:
+    """True when :func:`configure_logging` has run in this process (its handler is on the root
+    logger)."""
+    return any(h.get_name() == HANDLER_NAME for h in logging.getLogger().handlers)
 
 
 def configure_logging(
@@ -75,10 +85,10 @@ def configure_logging(
         stream = sys.__stderr__ if type(sys.stderr).__name__ == "LoggingProxy" else sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
-    handler.set_name("sandbox_platform")
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
     for existing in list(root.handlers):
-        if existing.get_name() == "sandbox_platform":
+        if existing.get_name() == HANDLER_NAME:
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)

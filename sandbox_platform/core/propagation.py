@@ -7,7 +7,9 @@ while a job is running:
 
 * ``threading.Thread.start`` runs the thread in a copy of the starting context;
 * ``ThreadPoolExecutor.submit`` (and so ``loop.run_in_executor``) runs each work item in a
-  copy of the submitting context;
+  copy of the submitting job's context, and a work item submitted outside any job in a
+  fresh empty context: Celery's threads pool starts every job that way, so nothing one job
+  bound (correlation id, log fields, job scope) can be seen by the next on the same thread;
 * ``multiprocessing`` ``Process.start`` hands a spawned (or forkserver) child the job through
   the environment variable :data:`~sandbox_platform.core.jobscope.JOB_ENV`; a forked child
   inherits the context with the memory.
@@ -34,17 +36,9 @@ __all__ = ["PLATFORM_THREAD_PREFIX", "install_context_propagation", "platform_th
 #: the name prefix of the platform's own threads, which carry no job context
 PLATFORM_THREAD_PREFIX = "sandbox-platform-"
 
-_installed = False
 _env_lock = threading.Lock()
-Describe = Callable[[], tuple[str | None, str | None]]
-
-
-def _nothing_known() -> tuple[str | None, str | None]:
-    return (None, None)
-
-
-#: what a child process needs besides the job: (mode, database url) of this process
-_describe: Describe = _nothing_known
+#: set on the wrappers, so that installing twice changes nothing
+_MARK = "__sandbox_platform_propagates__"
 
 
 def platform_thread(target: Callable[[], object], name: str) -> threading.Thread:
@@ -60,6 +54,7 @@ def _thread_start(original: Callable[[threading.Thread], None]) -> Callable[...,
             self.run = lambda: context.run(run)  # type: ignore[method-assign]
         original(self)
 
+    setattr(start, _MARK, True)
     return start
 
 
@@ -69,14 +64,16 @@ def _pool_submit(original: Callable[..., Future[Any]]) -> Callable[..., Future[A
     ) -> Future[Any]:
         if current_job() is not None:
             return original(self, contextvars.copy_context().run, fn, *args, **kwargs)
-        return original(self, fn, *args, **kwargs)
+        # outside any job (Celery's threads pool handing a job to a pool thread, among
+        # others): a fresh, empty context, so nothing one work item bound is seen by the next
+        # on the same thread, whatever context that thread was started in
+        return original(self, contextvars.Context().run, fn, *args, **kwargs)
 
     return submit
 
 
 def _child_env(job: JobScope) -> str:
-    mode, database_url = _describe()
-    return export_job(job, current_correlation_id(), mode, database_url)
+    return export_job(job, current_correlation_id())
 
 
 def _process_start(original: Callable[[BaseProcess], None]) -> Callable[[BaseProcess], None]:
@@ -99,15 +96,12 @@ def _process_start(original: Callable[[BaseProcess], None]) -> Callable[[BasePro
     return start
 
 
-def install_context_propagation(describe: Describe | None = None) -> None:
+def install_context_propagation() -> None:
     """Make the job's context follow task code into threads, pools and processes (once per
-    process). ``describe`` gives the mode and database URL a child process should use."""
-    global _installed, _describe
-    if describe is not None:
-        _describe = describe
-    if _installed:
+    process: the wrappers of the standard library's classes are marked). A spawned child
+    gets the mode and database of the job's own app (from the job scope)."""
+    if getattr(threading.Thread.start, _MARK, False):
         return
-    _installed = True
     threading.Thread.start = _thread_start(threading.Thread.start)  # type: ignore[method-assign]
     ThreadPoolExecutor.submit = _pool_submit(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
     BaseProcess.start = _process_start(BaseProcess.start)  # type: ignore[method-assign,assignment]

@@ -14,6 +14,7 @@ import socket
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,19 +39,16 @@ __all__ = [
     "SECRET_SETTINGS",
     "Mode",
     "Settings",
-    "active_settings",
     "app_name_problem",
     "database_identity",
-    "forget_active_settings",
     "load_settings",
-    "use_settings",
 ]
 
 ENV_PREFIX = "SANDBOX_PLATFORM_"
 
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+_DEFAULT_PORTS = MappingProxyType({"postgresql": 5432, "mysql": 3306, "mariadb": 3306})
 _ENFORCE_ISOLATION: ContextVar[bool] = ContextVar("sp_enforce_isolation", default=True)
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", ""}
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", ""})
 
 
 class Mode(StrEnum):
@@ -118,6 +116,14 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="seconds a starting worker waits before it may alert heartbeat_stale; "
         "unset: 2 x heartbeat_interval",
+    )
+    shutdown_timeout: float = Field(
+        default=90.0,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="seconds a warm shutdown of a threads worker waits for running jobs "
+        "before it hands them back (keep it below Kubernetes' grace period)",
     )
     log_format: Literal["json", "console"] = Field(default="json")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO")
@@ -446,28 +452,3 @@ def load_settings(*, enforce_isolation: bool = True, **overrides: Any) -> Settin
         raise SettingsError(_env_name(first["loc"]), message) from None
     finally:
         _ENFORCE_ISOLATION.reset(token)
-
-
-# -- the settings of this process's platform app ------------------------------------------------
-
-_active: Settings | None = None
-
-
-def use_settings(settings: Settings) -> Settings:
-    """Make ``settings`` the process's default (``create_app`` calls this); return them."""
-    global _active
-    _active = settings
-    return settings
-
-
-def active_settings() -> Settings:
-    """The settings the process's platform app was created with, else read from the
-    environment. For conveniences that have no app at hand (``platform_session()``)."""
-    return _active if _active is not None else load_settings()
-
-
-def forget_active_settings(settings: Settings | None = None) -> None:
-    """Forget the process's default (only if it is ``settings``, when given)."""
-    global _active
-    if settings is None or _active is settings:
-        _active = None

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -126,17 +128,19 @@ async def view(request: Request, name: str, *args: Any) -> dict[str, Any]:
     return data
 
 
-VIEWS: dict[str, Any] = {
-    "readiness": readiness_view,
-    "heartbeat": heartbeat_view,
-    "governor": governor_view,
-    "queues": queues_view,
-    "audit": audit_view,
-    "correlation": correlation_view,
-    "alerts": alerts_view,
-    "sandbox": sandbox_view,
-    "dead_letters": dead_letters_view,
-}
+VIEWS: Mapping[str, Any] = MappingProxyType(
+    {
+        "readiness": readiness_view,
+        "heartbeat": heartbeat_view,
+        "governor": governor_view,
+        "queues": queues_view,
+        "audit": audit_view,
+        "correlation": correlation_view,
+        "alerts": alerts_view,
+        "sandbox": sandbox_view,
+        "dead_letters": dead_letters_view,
+    }
+)
 _WITH_REQUEST = frozenset({"alerts", "sandbox", "dead_letters"})
 
 

@@ -6,6 +6,7 @@ Every row carries the correlation id of the work that produced it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Text
@@ -23,13 +24,15 @@ __all__ = [
     "utcnow",
 ]
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+NAMING = MappingProxyType(
+    {
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 # BigInteger primary keys that still autoincrement on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -40,7 +43,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING, schema=None)
+    metadata = MetaData(naming_convention=dict(NAMING), schema=None)
     type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
 

@@ -13,13 +13,9 @@ from contextlib import contextmanager
 from sqlalchemy import MetaData
 from sqlalchemy.orm import Session
 
+from sandbox_platform.core.apps import active_settings
 from sandbox_platform.core.errors import IsolationError
-from sandbox_platform.core.settings import (
-    ENV_PREFIX,
-    Settings,
-    active_settings,
-    database_identity,
-)
+from sandbox_platform.core.settings import ENV_PREFIX, Settings, database_identity
 from sandbox_platform.db import migrate
 from sandbox_platform.db.engine import dispose_engines, get_engine, session_scope
 
@@ -41,7 +37,10 @@ def app_metadata() -> list[MetaData]:
 
 @contextmanager
 def platform_session(settings: Settings | None = None) -> Iterator[Session]:
-    """A session on this mode's database; commits on success, rolls back on error."""
+    """A session on this mode's database; commits on success, rolls back on error.
+
+    Without ``settings``: inside a job, its app's; outside any job, the process's platform
+    app's (``core.apps.active_settings``)."""
     if settings is None:
         settings = active_settings()
     with session_scope(settings.active_database_url) as session:

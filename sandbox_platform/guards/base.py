@@ -20,6 +20,7 @@ carries them too. Guards report through ``services.events``; they never reach fo
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,8 +31,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import redis
 
 from sandbox_platform.core.context import request_header
+from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db.recorder import Recorder
+from sandbox_platform.guards.dry_run import DryRunLock
+from sandbox_platform.guards.egress import EgressPolicy, job_policy
 from sandbox_platform.guards.events import Events
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ __all__ = [
     "OutcomeKind",
     "Services",
     "guard_options",
+    "job_services",
 ]
 
 #: A re-queue never waits less than this (a zero countdown would spin).
@@ -56,16 +61,34 @@ MIN_DEFER_SECONDS = 0.05
 
 @dataclass(frozen=True)
 class Services:
-    """The per-process parts a guard may need, built once by the app layer."""
+    """The per-process parts of one app that a guard, or code inside a job, may need; built
+    once per app and process by the app layer. The pipeline puts them in the job's scope, so
+    code deep inside a job (``irreversible``, the egress guard) uses its own app's."""
 
     settings: Settings
     redis: redis.Redis
     events: Events
     recorder: Recorder
+    #: the gate every irreversible call of the app's jobs passes
+    dry_run_lock: DryRunLock
 
     @property
     def prefix(self) -> str:
         return self.settings.key_prefix
+
+    @functools.cached_property
+    def egress(self) -> EgressPolicy | None:
+        """The allow-list the app's jobs are held to in a sandbox worker; None: unrestricted
+        (live mode, or the guard off). Worked out on first use (it resolves host names)."""
+        return job_policy(self.settings)
+
+
+def job_services() -> Services | None:
+    """The services of the running job's app (None outside a job, or in a process a job
+    spawned)."""
+    job = current_job()
+    services = job.services if job is not None else None
+    return services if isinstance(services, Services) else None
 
 
 @dataclass(frozen=True)
@@ -200,29 +223,39 @@ class Job:
     scratch: dict[str, Any] = field(default_factory=dict)
     _result_json: str | None = None
 
+    #: this delivery's request (Celery keeps it per thread: taken where the job starts, so
+    #: the job reads the same from any thread, e.g. the time-limit watcher's)
+    request: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.request = self.task.request
+
     @property
     def name(self) -> str:
         return self.task.name
 
     @property
-    def request(self) -> Any:
-        return self.task.request
-
-    @property
     def task_id(self) -> str:
-        return str(self.task.request.id or "")
+        return str(self.request.id or "")
 
     @property
     def attempt(self) -> int:
-        return int(self.task.request.retries or 0) + 1
+        return int(self.request.retries or 0) + 1
 
     @property
     def options(self) -> Mapping[str, Any]:
         return self.task.sp_options
 
+    @property
+    def time_limit(self) -> float | None:
+        """The job's hard time limit in seconds (the task's, else the app's), if any."""
+        task: Any = self.task
+        limit = getattr(task, "time_limit", None) or task.app.conf.get("task_time_limit")
+        return float(limit) if limit else None
+
     def header(self, name: str) -> Any:
         """A header of the message being run."""
-        return request_header(self.task.request, name)
+        return request_header(self.request, name)
 
     def result_json(self, value: Any) -> str:
         """``value`` as JSON text (encoded once per job, whoever asks first)."""

@@ -74,10 +74,17 @@ class DeadLetters:
         return None
 
     def store(
-        self, job: Job, outcome: Outcome, message: dict[str, Any], correlation_id: str | None
+        self,
+        job: Job,
+        outcome: Outcome,
+        message: dict[str, Any],
+        correlation_id: str | None,
+        *,
+        postpone: bool = True,
     ) -> bool:
         """True when the dead letter is stored; False when it was postponed (the message is
-        published again carrying the decision; acknowledge this delivery)."""
+        published again carrying the decision; acknowledge this delivery), or, without
+        ``postpone``, not stored (the database refused it; the caller decides)."""
         if outcome.reason == "already_dead_lettered":
             return True
         try:
@@ -91,7 +98,10 @@ class DeadLetters:
                 correlation_id=correlation_id,
             )
         except (SQLAlchemyError, OSError) as exc:
-            self._postpone(job, outcome, exc)
+            if postpone:
+                self._postpone(job, outcome, exc)
+            else:
+                log.error("dead letter not stored (database)", error=" ".join(str(exc).split()))
             return False
         try:
             mark_dead_lettered(

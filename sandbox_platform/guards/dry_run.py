@@ -6,9 +6,14 @@ a dry-run event (action, function, redacted arguments, task id, correlation id, 
 recorded and logged, and a simulated result is returned — the simulator's, or
 :func:`default_simulation`. In **live** mode the call goes through and is logged.
 
-The mode is the process's (its settings), not the caller's context, so the lock holds for
-every way code can run inside a sandbox worker: direct calls, ``delay``/``apply_async``,
-chains, groups, chords, retries, child tasks and threads started by a task.
+Which lock decides is found through the running job's scope: the lock of the job's own app
+(``JobScope.services``), so a sandbox job is intercepted and a live job's call goes through
+even when apps of both modes share the process, and however many jobs interleave on threads.
+The scope follows task code into the threads and child processes it starts
+(:mod:`sandbox_platform.core.propagation`). Outside any job there is no job to ask: the mode
+is that of the process's platform app (:mod:`sandbox_platform.core.apps`); with apps of both
+modes the call is intercepted (fail safe) and logged once per function; with none, the
+environment's settings decide.
 """
 
 from __future__ import annotations
@@ -22,22 +27,21 @@ from typing import Any, ParamSpec, TypeVar, cast
 import structlog
 from sqlalchemy import insert
 
+from sandbox_platform.core.apps import platform_apps
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import DryRunError, SimulationError
 from sandbox_platform.core.jobscope import current_job, inherited_job
 from sandbox_platform.core.redaction import redact
-from sandbox_platform.core.settings import Mode, active_settings
+from sandbox_platform.core.settings import Mode, load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DryRunEvent
 
 __all__ = [
     "DryRunLock",
     "Simulator",
-    "active_lock",
+    "current_lock",
     "default_simulation",
-    "install_lock_provider",
     "irreversible",
-    "uninstall_lock_provider",
 ]
 
 log = structlog.get_logger(__name__)
@@ -97,6 +101,8 @@ class DryRunLock:
         self._on_intercept = on_intercept
         self.intercepted = 0
         self.passed = 0
+        #: functions called outside any job while apps of both modes were present (logged)
+        self._ambiguous: set[str] = set()
 
     @property
     def mode(self) -> Mode:
@@ -157,6 +163,19 @@ class DryRunLock:
             log.error("simulator raised", action=event["action"], function=event["function"])
             raise SimulationError(event["action"], event["function"], exc) from exc
 
+    def note_ambiguous(self, action: str, function: str) -> None:
+        """Log (once per function) that ``function`` was called outside any job in a process
+        with apps of both modes, and is intercepted by this (a sandbox app's) lock."""
+        if function in self._ambiguous:
+            return
+        self._ambiguous.add(function)
+        log.warning(
+            "irreversible call outside any job, with sandbox and live apps in this process: "
+            "intercepted (fail safe); call it inside a job to run it in its app's mode",
+            action=action,
+            function=function,
+        )
+
     def record_egress(self, destination: str, how: str, *, blocked: bool) -> None:
         """Record a connection task code tried in sandbox mode (the egress guard calls it)."""
         event = self._event("egress", f"socket.{how}", _no_arguments, (), {})
@@ -194,44 +213,36 @@ class DryRunLock:
                 log.exception("dry-run event could not be recorded", action=event["action"])
 
 
-LockProvider = Callable[[], DryRunLock]
-_provider: LockProvider | None = None
-_fallback: DryRunLock | None = None
-
-
-def install_lock_provider(provider: LockProvider | None) -> None:
-    """Tell :func:`irreversible` where this process's lock is (the app layer does, at
-    ``create_app``); None removes it."""
-    global _provider
-    _provider = provider
-
-
-def uninstall_lock_provider(provider: LockProvider) -> None:
-    """Remove ``provider`` if it is the installed one (an app being closed)."""
-    global _provider
-    if _provider is provider:
-        _provider = None
-
-
-def active_lock() -> DryRunLock:
-    """The process's lock: the installed provider's, else one of its own.
-
-    Without a platform app in the process (a plain script, a child process task code spawned)
-    the mode and the database come from the job this process was spawned for, else from the
-    settings (sandbox unless ``SANDBOX_PLATFORM_MODE=live``); events are stored at once.
-    """
-    global _fallback
-    if _provider is not None:
-        return _provider()
-    if _fallback is None:
+def current_lock(action: str = "", function: str = "") -> DryRunLock:
+    """The lock an irreversible call made now goes through: the running job's app's; in a
+    child process spawned by a job, one for that job's mode and database; outside any job,
+    the process's platform app's (a sandbox app's, with a note, when apps of both modes are
+    present); with no app at all, one from the environment's settings."""
+    job = current_job()
+    if job is not None:
+        lock = getattr(job.services, "dry_run_lock", None)
+        if isinstance(lock, DryRunLock):
+            return lock
         inherited = inherited_job()
         if inherited is not None and inherited.mode and inherited.database_url:
-            mode, url = Mode(inherited.mode), inherited.database_url  # a spawned child of a job
-        else:
-            settings = active_settings()
-            mode, url = settings.mode, settings.active_database_url
-        _fallback = DryRunLock(mode, sink=functools.partial(_write_event, url))
-    return _fallback
+            sink = functools.partial(_write_event, inherited.database_url)
+            return DryRunLock(Mode(inherited.mode), sink=sink)
+    return _lock_outside_job(action, function)
+
+
+def _lock_outside_job(action: str, function: str) -> DryRunLock:
+    apps = platform_apps()
+    if not apps:
+        settings = load_settings()
+        return DryRunLock(
+            settings.mode, sink=functools.partial(_write_event, settings.active_database_url)
+        )
+    if len({entry.mode for entry in apps}) == 1:
+        return cast(DryRunLock, apps[0].lock())
+    sandbox = next(entry for entry in apps if entry.mode is Mode.SANDBOX)
+    lock = cast(DryRunLock, sandbox.lock())
+    lock.note_ambiguous(action, function)
+    return lock
 
 
 def _write_event(database_url: str, event: dict[str, Any]) -> None:
@@ -256,9 +267,11 @@ def irreversible(
         raise DryRunError(f"irreversible({action!r}): simulate must be callable")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        function = _qualname(func)
+
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            lock = active_lock()
+            lock = current_lock(action, function)
             return cast(R, lock.execute(action, func, *args, simulate=simulate, **kwargs))
 
         wrapper.__sandbox_platform_action__ = action  # type: ignore[attr-defined]

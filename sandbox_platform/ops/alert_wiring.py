@@ -25,6 +25,7 @@ from sandbox_platform.guards.events import (
     GovernorDenied,
     JobDeadLettered,
 )
+from sandbox_platform.guards.retry import ExhaustedHooks
 from sandbox_platform.ops.alerts import (
     Alert,
     AlertDispatcher,
@@ -57,9 +58,12 @@ def build_dispatcher(settings: Settings, client: redis.Redis) -> AlertDispatcher
     return dispatcher
 
 
-def wire_alert_sources(dispatcher: AlertDispatcher, events: Events) -> None:
-    """Subscribe ``dispatcher`` to ``events`` (replacing an earlier wiring of the same bus)."""
-    connect_retry_exhaustion(dispatcher)
+def wire_alert_sources(
+    dispatcher: AlertDispatcher, events: Events, retry_hooks: ExhaustedHooks
+) -> None:
+    """Subscribe ``dispatcher`` to ``events`` and to the app's exhausted retries (replacing an
+    earlier wiring of the same bus)."""
+    connect_retry_exhaustion(dispatcher, retry_hooks)
     events.subscribe(JobDeadLettered, _dead_lettered(dispatcher), uid=f"{_UID}.dead_lettered")
     events.subscribe(GovernorDenied, _denied(dispatcher), uid=f"{_UID}.denied")
     events.subscribe(DryRunIntercepted, _intercepted(dispatcher), uid=f"{_UID}.intercepted")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,17 +29,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE = "sandbox_platform"
 
 #: counter name -> (help, label names)
-COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "jobs_total": ("Runs of guarded jobs by task and outcome state", ("task", "state")),
-    "governor_admitted_total": ("Jobs the governor let through, by resource", ("resource",)),
-    "governor_denied_total": ("Jobs the governor re-queued, by resource", ("resource",)),
-    "idempotent_replays_total": ("Jobs answered with a stored result, by task", ("task",)),
-    "dry_run_intercepts_total": (
-        "Irreversible calls intercepted in sandbox, by action",
-        ("action",),
-    ),
-    "dead_letters_total": ("Jobs dead-lettered, by reason", ("reason",)),
-}
+COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "jobs_total": ("Runs of guarded jobs by task and outcome state", ("task", "state")),
+        "governor_admitted_total": ("Jobs the governor let through, by resource", ("resource",)),
+        "governor_denied_total": ("Jobs the governor re-queued, by resource", ("resource",)),
+        "idempotent_replays_total": ("Jobs answered with a stored result, by task", ("task",)),
+        "dry_run_intercepts_total": (
+            "Irreversible calls intercepted in sandbox, by action",
+            ("action",),
+        ),
+        "dead_letters_total": ("Jobs dead-lettered, by reason", ("reason",)),
+    }
+)
 
 
 @dataclass(frozen=True)

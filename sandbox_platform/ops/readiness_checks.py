@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import redis
@@ -33,7 +34,7 @@ from sandbox_platform.core.redis_client import cluster_client, is_cluster_url, r
 from sandbox_platform.core.settings import Mode, Settings
 from sandbox_platform.db.migrate import VERSION_TABLE, head_revision
 from sandbox_platform.guards.base import guard_options
-from sandbox_platform.guards.dry_run import DryRunLock, active_lock
+from sandbox_platform.guards.dry_run import DryRunLock, current_lock
 from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.heartbeat import Heartbeat
 
@@ -364,7 +365,7 @@ def check_isolation(ctx: CheckContext) -> str:
 def check_dry_run(ctx: CheckContext) -> str:
     if ctx.settings.mode is Mode.LIVE:
         return "live mode: pass-through"
-    lock = ctx.dry_run_lock or active_lock()
+    lock = ctx.dry_run_lock or current_lock()
     if not lock.armed:
         raise CheckFailed(
             DRY_RUN_DISARMED,
@@ -401,17 +402,19 @@ def _has_limits(governor: Governor, resource: str) -> bool:
 
 
 #: name -> (the check's own failure code, the function), in run order.
-CHECKS: dict[str, tuple[str, CheckFunction]] = {
-    "database": (DATABASE_UNREACHABLE, check_database),
-    "migrations": (MIGRATIONS_BEHIND, check_migrations),
-    "redis": (REDIS_UNREACHABLE, check_redis),
-    "broker": (BROKER_UNREACHABLE, check_broker),
-    "worker": (NO_WORKER, check_worker),
-    "beat": (BEAT_STALE, check_beat),
-    "config": (CONFIG_LATE_ACKS_OFF, check_config),
-    "isolation": (SANDBOX_NOT_ISOLATED, check_isolation),
-    "dry_run": (DRY_RUN_DISARMED, check_dry_run),
-    "governor": (GOVERNOR_LIMIT_MISSING, check_governor),
-}
+CHECKS: Mapping[str, tuple[str, CheckFunction]] = MappingProxyType(
+    {
+        "database": (DATABASE_UNREACHABLE, check_database),
+        "migrations": (MIGRATIONS_BEHIND, check_migrations),
+        "redis": (REDIS_UNREACHABLE, check_redis),
+        "broker": (BROKER_UNREACHABLE, check_broker),
+        "worker": (NO_WORKER, check_worker),
+        "beat": (BEAT_STALE, check_beat),
+        "config": (CONFIG_LATE_ACKS_OFF, check_config),
+        "isolation": (SANDBOX_NOT_ISOLATED, check_isolation),
+        "dry_run": (DRY_RUN_DISARMED, check_dry_run),
+        "governor": (GOVERNOR_LIMIT_MISSING, check_governor),
+    }
+)
 
 CHECK_NAMES = tuple(CHECKS)

@@ -19,7 +19,7 @@ from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.errors import RetryExhausted
 from sandbox_platform.db.engine import get_engine
 from sandbox_platform.db.models import Base
-from sandbox_platform.guards.retry import RetryBackoffManager, clear_exhausted_hooks
+from sandbox_platform.guards.retry import RetryBackoffManager
 from sandbox_platform.ops.alerts import (
     AlertDispatcher,
     DatabaseSink,
@@ -101,13 +101,6 @@ def receiver() -> Iterator[Receiver]:
     thread.join(5)
 
 
-@pytest.fixture(autouse=True)
-def _no_hooks() -> Iterator[None]:
-    clear_exhausted_hooks()
-    yield
-    clear_exhausted_hooks()
-
-
 @pytest.fixture
 def sinks() -> Iterator[list[WebhookSink]]:
     """Webhook sinks made in a test, closed after it."""
@@ -128,8 +121,8 @@ def test_final_failure_posts_exactly_one_alert_with_correlation_id(
     webhook = WebhookSink(receiver.url, slack=slack)
     sinks.append(webhook)
     dispatcher.subscribe(webhook, min_severity=Severity.ERROR)
-    connect_retry_exhaustion(dispatcher)
     manager = RetryBackoffManager(max_retries=3, sleep=lambda _s: None)
+    connect_retry_exhaustion(dispatcher, manager.hooks)
 
     def charge() -> None:
         raise ConnectionError("card network down")

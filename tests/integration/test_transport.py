@@ -103,16 +103,13 @@ def _drain_around(
 ) -> list[str]:
     """Publish "before", push an element that is not a message, publish "after" and drain
     both messages with ``handler`` set for what is not one; the bodies received."""
-    transport.set_malformed_handler(handler)
-    try:
-        with _connection(redis_url, lean=True) as connection:
-            _publish(connection, ["before"])
-            push_bad()
-            _publish(connection, ["after"])
-            received: list[str] = []
-            _drain(connection, 2, received)
-    finally:
-        transport.set_malformed_handler(None)
+    with _connection(redis_url, lean=True) as connection:
+        transport.set_malformed_handler(connection.transport, handler)
+        _publish(connection, ["before"])
+        push_bad()
+        _publish(connection, ["after"])
+        received: list[str] = []
+        _drain(connection, 2, received)
     return received
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -11,12 +10,7 @@ from structlog.testing import capture_logs
 from sandbox_platform import alerts
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.errors import RetryExhausted
-from sandbox_platform.guards.retry import (
-    ExhaustedEvent,
-    RetryBackoffManager,
-    clear_exhausted_hooks,
-    fire_exhausted,
-)
+from sandbox_platform.guards.retry import ExhaustedEvent, RetryBackoffManager
 from sandbox_platform.ops.alerts import (
     Alert,
     AlertDispatcher,
@@ -28,13 +22,6 @@ from sandbox_platform.ops.alerts import (
     connect_retry_exhaustion,
     slack_payload,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_hooks() -> Iterator[None]:
-    clear_exhausted_hooks()
-    yield
-    clear_exhausted_hooks()
 
 
 def test_public_api_is_exported() -> None:
@@ -240,9 +227,9 @@ def test_retry_exhaustion_emits_task_failed_alert_with_correlation_id() -> None:
     dispatcher = AlertDispatcher()
     sink = MemorySink()
     dispatcher.subscribe(sink)
-    disconnect = connect_retry_exhaustion(dispatcher)
-    connect_retry_exhaustion(dispatcher)  # idempotent: still one alert per failure
     manager = RetryBackoffManager(max_retries=2, sleep=lambda _s: None)
+    disconnect = connect_retry_exhaustion(dispatcher, manager.hooks)
+    connect_retry_exhaustion(dispatcher, manager.hooks)  # idempotent: one alert per failure
 
     def always_fails() -> None:
         raise ConnectionError("partner api down, api_key=abc123")
@@ -258,5 +245,5 @@ def test_retry_exhaustion_emits_task_failed_alert_with_correlation_id() -> None:
     assert "abc123" not in alert.context["error"]
     assert "abc123" not in alert.message
     disconnect()
-    fire_exhausted(ExhaustedEvent(name="x", attempts=1, error="E()"))
+    manager.hooks.fire(ExhaustedEvent(name="x", attempts=1, error="E()"))
     assert sink.count() == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,24 +11,13 @@ from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.errors import CountdownTooLongError, RetryExhausted
 from sandbox_platform.guards.retry import (
     ExhaustedEvent,
+    ExhaustedHooks,
     Jitter,
     RetryBackoffManager,
     RetryPolicy,
     check_countdown,
-    clear_exhausted_hooks,
     compute_delay,
-    fire_exhausted,
-    off_exhausted,
-    on_exhausted,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_hooks() -> Iterator[None]:
-    clear_exhausted_hooks()
-    yield
-    clear_exhausted_hooks()
-
 
 # -- RetryPolicy validation ------------------------------------------------------------------
 
@@ -187,7 +175,7 @@ def test_manager_exhausts_after_max_retries_plus_one_attempts() -> None:
     )
     func = Flaky(failures=100)
     events: list[ExhaustedEvent] = []
-    on_exhausted(events.append)
+    manager.hooks.on(events.append)
     with bind_correlation_id("cid-123"), pytest.raises(RetryExhausted) as info:
         manager.execute_with_retry(func, "send_email", 1)
     assert func.calls == 4 == manager.max_retries + 1
@@ -209,7 +197,7 @@ def test_manager_does_not_retry_excluded_errors_and_fires_no_hook() -> None:
     sleeps: list[float] = []
     manager = RetryBackoffManager(dont_retry_on=(PermissionError,), sleep=sleeps.append)
     events: list[ExhaustedEvent] = []
-    on_exhausted(events.append)
+    manager.hooks.on(events.append)
     func = Flaky(failures=5, exc=PermissionError)
     with pytest.raises(PermissionError):
         manager.execute_with_retry(func, "delete_account", 1)
@@ -237,10 +225,11 @@ def test_failing_hook_is_logged_loudly_and_does_not_stop_others() -> None:
     def broken(_event: ExhaustedEvent) -> None:
         raise RuntimeError("hook bug")
 
-    on_exhausted(broken)
-    on_exhausted(lambda e: seen.append(e.name))
+    hooks = ExhaustedHooks()
+    hooks.on(broken)
+    hooks.on(lambda e: seen.append(e.name))
     with capture_logs() as logs:
-        ok = fire_exhausted(ExhaustedEvent(name="t", attempts=2, error="E()"))
+        ok = hooks.fire(ExhaustedEvent(name="t", attempts=2, error="E()"))
     assert ok == 1
     assert seen == ["t"]
     [failure] = [e for e in logs if e["event"] == "retry_exhausted_hook_failed"]
@@ -251,21 +240,39 @@ def test_failing_hook_is_logged_loudly_and_does_not_stop_others() -> None:
 
 def test_hook_uid_makes_registration_idempotent_and_removable() -> None:
     calls: list[int] = []
-    on_exhausted(lambda _e: calls.append(1), uid="x")
-    on_exhausted(lambda _e: calls.append(2), uid="x")
-    fire_exhausted(ExhaustedEvent(name="t", attempts=1, error="E()"))
+    hooks = ExhaustedHooks()
+    hooks.on(lambda _e: calls.append(1), uid="x")
+    hooks.on(lambda _e: calls.append(2), uid="x")
+    hooks.fire(ExhaustedEvent(name="t", attempts=1, error="E()"))
     assert calls == [2]
-    assert off_exhausted(uid="x")
-    assert not off_exhausted(uid="x")
-    fire_exhausted(ExhaustedEvent(name="t", attempts=1, error="E()"))
+    assert hooks.off(uid="x")
+    assert not hooks.off(uid="x")
+    hooks.fire(ExhaustedEvent(name="t", attempts=1, error="E()"))
     assert calls == [2]
+
+
+def test_hooks_belong_to_their_manager_not_to_the_process() -> None:
+    """Two managers (two apps): one's exhausted retries reach its own hooks only."""
+    first, second = RetryBackoffManager(max_retries=0), RetryBackoffManager(max_retries=0)
+    seen: list[str] = []
+    first.hooks.on(lambda e: seen.append(f"first:{e.name}"))
+    second.hooks.on(lambda e: seen.append(f"second:{e.name}"))
+    with pytest.raises(RetryExhausted):
+        first.execute_with_retry(Flaky(failures=9), "a", 1)
+    assert seen == ["first:a"]
+    shared = ExhaustedHooks()
+    third = RetryBackoffManager(max_retries=0, hooks=shared)
+    shared.on(lambda e: seen.append(f"shared:{e.name}"))
+    with pytest.raises(RetryExhausted):
+        third.execute_with_retry(Flaky(failures=9), "b", 1)
+    assert seen == ["first:a", "shared:b"] and third.hooks is shared
 
 
 def test_manager_exhaustion_survives_a_broken_hook() -> None:
     def broken(_event: ExhaustedEvent) -> None:
         raise RuntimeError("hook bug")
 
-    on_exhausted(broken)
     manager = RetryBackoffManager(max_retries=1, sleep=lambda _s: None)
+    manager.hooks.on(broken)
     with pytest.raises(RetryExhausted):
         manager.execute_with_retry(Flaky(failures=9), "x", 1)

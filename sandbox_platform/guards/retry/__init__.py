@@ -7,35 +7,26 @@ Three layers, each usable alone:
   Tested without sleeping; used by the task layer (Celery countdowns) and by the webhook sink.
 * :class:`RetryBackoffManager` -- the seed's in-process API, running a callable through
   ``tenacity.Retrying`` with the policy's wait and an injectable ``sleep``.
-* an exhaustion hook registry (:func:`on_exhausted` / :func:`fire_exhausted`): when a policy
-  gives up, every hook gets an :class:`ExhaustedEvent`. ``sandbox_platform.ops.alerts`` connects
-  here. Hook errors are logged loudly and never reach the caller.
+* exhaustion hooks (:class:`ExhaustedHooks`, one object per app or manager, never per
+  process): when a policy gives up, every hook gets an :class:`ExhaustedEvent`. An app's
+  alert dispatcher connects to its runtime's hooks. Hook errors are logged loudly and never
+  reach the caller.
 
 :func:`check_countdown` refuses a countdown the broker would redeliver before it is due.
 """
 
-from sandbox_platform.guards.retry.hooks import (
-    ExhaustedEvent,
-    ExhaustedHook,
-    clear_exhausted_hooks,
-    fire_exhausted,
-    off_exhausted,
-    on_exhausted,
-)
+from sandbox_platform.guards.retry.hooks import ExhaustedEvent, ExhaustedHook, ExhaustedHooks
 from sandbox_platform.guards.retry.manager import RetryBackoffManager, RetryRecord
 from sandbox_platform.guards.retry.policy import Jitter, RetryPolicy, check_countdown, compute_delay
 
 __all__ = [
     "ExhaustedEvent",
     "ExhaustedHook",
+    "ExhaustedHooks",
     "Jitter",
     "RetryBackoffManager",
     "RetryPolicy",
     "RetryRecord",
     "check_countdown",
-    "clear_exhausted_hooks",
     "compute_delay",
-    "fire_exhausted",
-    "off_exhausted",
-    "on_exhausted",
 ]

@@ -1,8 +1,11 @@
-"""What happens when a retry policy gives up: every registered hook gets an ExhaustedEvent.
+"""What happens when a retry policy gives up: every hook of the hooks it was given gets an
+:class:`ExhaustedEvent`.
 
-Hooks are held strongly under a uid; a failing hook is logged loudly and never reaches the
-caller. :class:`~sandbox_platform.guards.retry.RetryBackoffManager` fires them; the alerts
-layer connects here (``connect_retry_exhaustion``).
+Hooks belong to an :class:`ExhaustedHooks` object, never to the process: each app's runtime has
+its own (its alert dispatcher is connected there, so one app's exhausted retries alert through
+that app's sinks only), and a :class:`~sandbox_platform.guards.retry.RetryBackoffManager` fires
+the hooks it was built with (its own, empty, by default). Hooks are held strongly under a uid;
+a failing hook is logged loudly and never reaches the caller.
 """
 
 from __future__ import annotations
@@ -14,14 +17,7 @@ from typing import Any
 
 import structlog
 
-__all__ = [
-    "ExhaustedEvent",
-    "ExhaustedHook",
-    "clear_exhausted_hooks",
-    "fire_exhausted",
-    "off_exhausted",
-    "on_exhausted",
-]
+__all__ = ["ExhaustedEvent", "ExhaustedHook", "ExhaustedHooks"]
 
 log = structlog.get_logger("sandbox_platform.guards.retry")
 
@@ -40,9 +36,6 @@ class ExhaustedEvent:
 
 ExhaustedHook = Callable[[ExhaustedEvent], object]
 
-_hooks_lock = threading.Lock()
-_hooks: dict[str, ExhaustedHook] = {}
-
 
 def _hook_uid(callback: ExhaustedHook) -> str:
     module = getattr(callback, "__module__", "?")
@@ -50,54 +43,62 @@ def _hook_uid(callback: ExhaustedHook) -> str:
     return f"{module}.{qualname}:{id(callback)}"
 
 
-def on_exhausted(callback: ExhaustedHook, *, uid: str | None = None) -> ExhaustedHook:
-    """Register ``callback`` (held strongly) for every :class:`ExhaustedEvent`.
+class ExhaustedHooks:
+    """The hooks one app (or one manager) calls when a retry policy gives up."""
 
-    Usable as a decorator. ``uid`` makes registration idempotent: a second hook with the same
-    uid replaces the first (Django/Celery ``dispatch_uid``).
-    """
-    with _hooks_lock:
-        _hooks[uid or _hook_uid(callback)] = callback
-    return callback
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hooks: dict[str, ExhaustedHook] = {}
 
+    def on(self, callback: ExhaustedHook, *, uid: str | None = None) -> ExhaustedHook:
+        """Register ``callback`` (held strongly) for every :class:`ExhaustedEvent`.
 
-def off_exhausted(callback: ExhaustedHook | None = None, *, uid: str | None = None) -> bool:
-    """Unregister by uid or by the callback itself; True when something was removed."""
-    with _hooks_lock:
-        if uid is not None:
-            return _hooks.pop(uid, None) is not None
-        for key, hook in list(_hooks.items()):
-            if hook is callback:
-                del _hooks[key]
-                return True
-    return False
+        Usable as a decorator. ``uid`` makes registration idempotent: a second hook with the
+        same uid replaces the first (Django/Celery ``dispatch_uid``).
+        """
+        with self._lock:
+            self._hooks[uid or _hook_uid(callback)] = callback
+        return callback
 
+    def off(self, callback: ExhaustedHook | None = None, *, uid: str | None = None) -> bool:
+        """Unregister by uid or by the callback itself; True when something was removed."""
+        with self._lock:
+            if uid is not None:
+                return self._hooks.pop(uid, None) is not None
+            for key, hook in list(self._hooks.items()):
+                if hook is callback:
+                    del self._hooks[key]
+                    return True
+        return False
 
-def clear_exhausted_hooks() -> None:
-    """Forget every hook (tests)."""
-    with _hooks_lock:
-        _hooks.clear()
+    def clear(self) -> None:
+        """Forget every hook."""
+        with self._lock:
+            self._hooks.clear()
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._hooks)
 
-def fire_exhausted(event: ExhaustedEvent) -> int:
-    """Call every hook with ``event``; return how many succeeded.
+    def fire(self, event: ExhaustedEvent) -> int:
+        """Call every hook with ``event``; return how many succeeded.
 
-    A failing hook is logged at error level with its traceback and the others still run;
-    nothing propagates to the caller, whose own failure is what matters.
-    """
-    with _hooks_lock:
-        hooks = list(_hooks.items())
-    ok = 0
-    for uid, hook in hooks:
-        try:
-            hook(event)
-        except Exception:
-            log.exception(
-                "retry_exhausted_hook_failed",
-                hook=uid,
-                name=event.name,
-                correlation_id=event.correlation_id,
-            )
-        else:
-            ok += 1
-    return ok
+        A failing hook is logged at error level with its traceback and the others still run;
+        nothing propagates to the caller, whose own failure is what matters.
+        """
+        with self._lock:
+            hooks = list(self._hooks.items())
+        ok = 0
+        for uid, hook in hooks:
+            try:
+                hook(event)
+            except Exception:
+                log.exception(
+                    "retry_exhausted_hook_failed",
+                    hook=uid,
+                    name=event.name,
+                    correlation_id=event.correlation_id,
+                )
+            else:
+                ok += 1
+        return ok

@@ -17,7 +17,7 @@ import tenacity
 
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import RetryExhausted
-from sandbox_platform.guards.retry.hooks import ExhaustedEvent, fire_exhausted
+from sandbox_platform.guards.retry.hooks import ExhaustedEvent, ExhaustedHooks
 from sandbox_platform.guards.retry.policy import Jitter, RetryPolicy, compute_delay
 
 __all__ = ["RetryBackoffManager", "RetryRecord"]
@@ -69,6 +69,7 @@ class RetryBackoffManager:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         dont_retry_on: tuple[type[BaseException], ...] = (),
         history_size: int = 100,
+        hooks: ExhaustedHooks | None = None,
     ) -> None:
         self.policy = RetryPolicy(
             max_retries=max_retries,
@@ -78,6 +79,8 @@ class RetryBackoffManager:
             retry_on=retry_on,
             dont_retry_on=dont_retry_on,
         )
+        #: called when the policy gives up (pass an app runtime's to alert through its sinks)
+        self.hooks = hooks if hooks is not None else ExhaustedHooks()
         self._sleep = sleep
         self._rng = rng
         self._lock = threading.Lock()
@@ -128,7 +131,7 @@ class RetryBackoffManager:
                 raise
             self._count("exhausted")
             log.error("retry_exhausted", name=name, attempts=attempts, error=repr(exc))
-            fire_exhausted(
+            self.hooks.fire(
                 ExhaustedEvent(
                     name=name,
                     attempts=attempts,

@@ -185,12 +185,17 @@ class AlertDispatcher:
 
 
 def connect_retry_exhaustion(
-    dispatcher: AlertDispatcher, *, throttle_per_task: bool = False
+    dispatcher: AlertDispatcher,
+    hooks: retry.ExhaustedHooks,
+    *,
+    throttle_per_task: bool = False,
 ) -> Callable[[], None]:
-    """Emit an ERROR ``task_failed`` alert whenever a retry policy gives up.
+    """Emit an ERROR ``task_failed`` alert whenever a retry policy that fires ``hooks`` gives
+    up (an app's runtime hooks, or a manager's own).
 
-    Idempotent per dispatcher. With ``throttle_per_task`` the alert's key is the task name, so
-    a failing task alerts once per throttle window. Returns a function that disconnects.
+    Idempotent per dispatcher and hooks. With ``throttle_per_task`` the alert's key is the task
+    name, so a failing task alerts once per throttle window. Returns a function that
+    disconnects.
     """
     uid = f"sandbox_platform.alerts.connect_retry_exhaustion:{id(dispatcher)}"
 
@@ -210,9 +215,9 @@ def connect_retry_exhaustion(
             )
         )
 
-    retry.on_exhausted(on_exhausted, uid=uid)
+    hooks.on(on_exhausted, uid=uid)
 
     def disconnect() -> None:
-        retry.off_exhausted(uid=uid)
+        hooks.off(uid=uid)
 
     return disconnect

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,12 +32,14 @@ __all__ = ["WebhookSink", "slack_payload"]
 
 log = structlog.get_logger("sandbox_platform.alerts")
 
-_SLACK_COLOURS = {
-    Severity.INFO: "#439FE0",
-    Severity.WARNING: "warning",
-    Severity.ERROR: "danger",
-    Severity.CRITICAL: "#7B0000",
-}
+_SLACK_COLOURS = MappingProxyType(
+    {
+        Severity.INFO: "#439FE0",
+        Severity.WARNING: "warning",
+        Severity.ERROR: "danger",
+        Severity.CRITICAL: "#7B0000",
+    }
+)
 # Statuses worth another attempt; any other 4xx is a permanent refusal.
 _RETRY_STATUSES = frozenset({408, 425, 429})
 
