@@ -6,6 +6,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 
 import typer
@@ -16,13 +17,26 @@ from sandbox_platform.procs.cpu_quota import default_processes
 from sandbox_platform.procs.deadlines import DeadlineWatch
 from sandbox_platform.procs.supervisor import Supervisor
 
-__all__ = ["EVENTS_WORKER_FLAGS", "WORKER_FLAGS", "beat", "demo", "worker"]
+__all__ = [
+    "DEFAULT_POOL",
+    "EVENTS_WORKER_FLAGS",
+    "POOLS",
+    "WORKER_FLAGS",
+    "beat",
+    "demo",
+    "worker",
+]
 
 #: the lean consumer: no gossip, no mingle, no worker heartbeat, no task events
-WORKER_FLAGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+WORKER_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 #: ``--events``: task events on and the worker heartbeat kept, so Flower sees every job
-EVENTS_WORKER_FLAGS = ["-E", "--without-gossip", "--without-mingle"]
-EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+EVENTS_WORKER_FLAGS = ("-E", "--without-gossip", "--without-mingle")
+EXTRA_ARGS = MappingProxyType({"allow_extra_args": True, "ignore_unknown_options": True})
+
+
+#: the pools ``worker --pool`` takes, and each one's default jobs in flight per process
+POOLS = MappingProxyType({"threads": 8, "solo": 1, "prefork": 1})
+DEFAULT_POOL = "threads"
 
 
 def worker(
@@ -33,7 +47,23 @@ def worker(
             help="consumer processes (default: the container's CPU limit, else one per core)"
         ),
     ] = None,
-    pool: Annotated[str, typer.Option(help="solo, or prefork for hard time limits")] = "solo",
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="threads (the default: many jobs in flight per process, for jobs that wait "
+            "on the network), solo (one job per process), or prefork (a child process per "
+            "job slot, for hard time limits of CPU-bound jobs)"
+        ),
+    ] = DEFAULT_POOL,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            help="jobs in flight per process (threads: default 8; solo: always 1; prefork: "
+            "child processes, default 1)",
+        ),
+    ] = None,
     app_option: AppOption = None,
     skip_readiness: Annotated[
         bool, typer.Option("--skip-readiness", help="live mode: start even on NO-GO")
@@ -49,22 +79,19 @@ def worker(
     ] = False,
 ) -> None:
     """Start worker consumers: one process per CPU of the container's limit (else one per
-    core), solo pool, lean flags (docs/architecture.md, docs/deployment.md).
+    core), each running up to --concurrency jobs at once on threads (docs/scaling.md), with
+    the lean flags (docs/architecture.md, docs/deployment.md).
 
     A consumer that dies is started again; a settings error or a live NO-GO stops them all.
 
     Without --events the consumers send no events at all, and Flower sees nothing.
     """
     settings = cli_settings()
-    if pool not in ("solo", "prefork"):
-        raise typer.BadParameter("must be solo or prefork", param_hint="--pool")
-    count = default_processes() if processes is None else processes
-    if count < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--processes")
+    count, in_flight = _worker_shape(pool, processes, concurrency)
     module = app_module(app_option, settings)
     load_app(module, settings)  # one line and exit 2 here, not a restart loop of consumers
     base = [sys.executable, "-m", "celery", "-A", module, "worker", "--pool", pool]
-    base += ["--concurrency", "1"]  # one job at a time per consumer process
+    base += ["--concurrency", str(in_flight)]
     flags = EVENTS_WORKER_FLAGS if events else WORKER_FLAGS
     commands = [[*base, *flags, "-n", f"worker{i}@%h", *ctx.args] for i in range(1, count + 1)]
     env = celery_env(settings)
@@ -77,6 +104,24 @@ def worker(
         if deadlines is not None:
             shutil.rmtree(deadlines.directory, ignore_errors=True)
     raise typer.Exit(code)
+
+
+def _worker_shape(pool: str, processes: int | None, concurrency: int | None) -> tuple[int, int]:
+    """(consumer processes, jobs in flight per process) for the options given."""
+    if pool not in POOLS:
+        raise typer.BadParameter(f"must be one of {', '.join(POOLS)}", param_hint="--pool")
+    count = default_processes() if processes is None else processes
+    if count < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--processes")
+    in_flight = POOLS[pool] if concurrency is None else concurrency
+    if in_flight < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--concurrency")
+    if pool == "solo" and in_flight != 1:
+        raise typer.BadParameter(
+            "the solo pool runs one job at a time: use --pool threads for more",
+            param_hint="--concurrency",
+        )
+    return count, in_flight
 
 
 def _solo_deadlines(env: dict[str, str], settings: Settings) -> DeadlineWatch:

@@ -21,9 +21,11 @@ after the run: the outcome stands).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
 import structlog
@@ -55,6 +57,7 @@ from sandbox_platform.guards.prefetch import (
     release_prefetched,
 )
 from sandbox_platform.guards.republish import publish_again, retry_or_requeue
+from sandbox_platform.guards.time_limits import JobTimeLimitExceeded, ThreadDeadlines, Watched
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
 
@@ -112,6 +115,7 @@ class Pipeline:
         self.guards = tuple(guard.bind(services) for guard in sort_guards(guards))
         self._admitter = Admitter(services.redis, services.prefix)
         self._dead_letters = DeadLetters(services)
+        self._deadlines = ThreadDeadlines(self._timed_out)
         self._mode = services.settings.mode.value
 
         def having(hook: str) -> tuple[Guard, ...]:
@@ -187,15 +191,57 @@ class Pipeline:
             return self._error(job, exc)
         if early is not None:
             return early
-        scope = JobScope(job.task_id, job.name, job.attempt, job.idempotency_key, job.fencing_token)
+        return self._run_body(job)
+
+    def _run_body(self, job: Job) -> Outcome:
+        """The body, inside the job's scope (its app's settings and services); on a pool
+        thread, under watch of its hard time limit (guards/time_limits.py)."""
+        services = self.services
+        scope = JobScope(
+            job.task_id,
+            job.name,
+            job.attempt,
+            job.idempotency_key,
+            job.fencing_token,
+            settings=services.settings,
+            services=services,
+        )
+        limit = self._thread_limit(job)
+        watch: contextlib.AbstractContextManager[Watched | None] = contextlib.nullcontext()
+        if limit:
+            watch = self._deadlines.watching(job, limit, *self._snapshot(job))
+        watched: Watched | None = None
+        stopped: BaseException | None = None
         try:
-            with job_scope(scope):
-                result = job.task.run(*job.args, **job.kwargs)
+            with job_scope(scope), watch as watched:
+                value = job.task.run(*job.args, **job.kwargs)
+        except JobTimeLimitExceeded:
+            if watched is None or not watched.timed_out.is_set():
+                raise  # not ours to handle
         except _CONTROL_FLOW as exc:
-            return Outcome.abort(exc)
+            stopped = exc
         except Exception as exc:
-            return self._error(job, exc)
-        return Outcome.succeeded(result)
+            stopped = exc
+        if watched is not None and watched.timed_out.is_set():
+            return self._late(watched)  # whatever the body did after its deadline
+        if isinstance(stopped, _CONTROL_FLOW):
+            return Outcome.abort(stopped)
+        if isinstance(stopped, Exception):
+            return self._error(job, stopped)
+        return Outcome.succeeded(value)
+
+    def _thread_limit(self, job: Job) -> float | None:
+        """The hard time limit this pipeline enforces itself: for a job on a pool thread
+        (the threads pool). The main thread is a solo consumer's (its supervisor stops it) or
+        a prefork child's (Celery kills it); an eager call is the caller's."""
+        if threading.current_thread() is threading.main_thread() or job.request.is_eager:
+            return None
+        return job.time_limit
+
+    def _snapshot(self, job: Job) -> tuple[str | None, dict[str, Any]]:
+        """What a time-out handled on another thread needs: the correlation id, the message."""
+        correlation_id = current_correlation_id()
+        return correlation_id, self._message(job, correlation_id)
 
     def _before(self, job: Job) -> Outcome | None:
         for guard in self._before_run:
@@ -238,7 +284,7 @@ class Pipeline:
             with contextlib.suppress(GuardHookError):  # logged; the outcome stands
                 _hook(guard, "after_run", guard.after_run, job, outcome)
         if outcome.record:
-            self._record(job, outcome)
+            self._record(job, outcome, current_correlation_id())
         handler = _HANDLERS[outcome.kind]
         return handler(self, job, outcome)
 
@@ -259,10 +305,17 @@ class Pipeline:
 
     def _dead_letter(self, job: Job, outcome: Outcome) -> NoReturn:
         correlation_id = current_correlation_id()
-        if not self._dead_letters.store(job, outcome, self._message(job), correlation_id):
+        message = self._message(job, correlation_id)
+        if not self._dead_letters.store(job, outcome, message, correlation_id):
             raise Ignore()  # postponed: published again to store it, nothing lost
         if outcome.reason == "already_dead_lettered":
             raise Ignore()
+        self._emit_dead_lettered(job, outcome, correlation_id)
+        if outcome.failed and outcome.error is not None:
+            raise outcome.error
+        raise Ignore()
+
+    def _emit_dead_lettered(self, job: Job, outcome: Outcome, correlation_id: str | None) -> None:
         self.services.events.emit(
             JobDeadLettered(
                 job.name,
@@ -275,11 +328,37 @@ class Pipeline:
                 context={**outcome.context, "idempotency_key": job.idempotency_key},
             )
         )
-        if outcome.failed and outcome.error is not None:
-            raise outcome.error
-        raise Ignore()
 
-    def _message(self, job: Job) -> dict[str, Any]:
+    # -- hard time limits on threads -------------------------------------------------------
+
+    def _timed_out(self, watched: Watched) -> bool:
+        """On the watcher's thread: ``watched`` is past its time limit. Dead-letter it now
+        (the other jobs of the process go on); True when the dead letter is stored."""
+        job: Job = watched.job
+        outcome = _timed_out_outcome(watched.limit)
+        log.error(
+            "job past its time limit: dead-lettered; the other jobs of its worker go on",
+            task_id=job.task_id,
+            task=job.name,
+            limit=watched.limit,
+            correlation_id=watched.correlation_id,
+        )
+        if not self._dead_letters.store(
+            job, outcome, watched.message, watched.correlation_id, postpone=False
+        ):
+            return False  # the database refused it: stored when the job's thread returns
+        self._record(job, outcome, watched.correlation_id)
+        self._emit_dead_lettered(job, outcome, watched.correlation_id)
+        return True
+
+    def _late(self, watched: Watched) -> Outcome:
+        """The body of a job that timed out came back (or was interrupted): acknowledge it as
+        dead-lettered, whatever it returned."""
+        if watched.dead_lettered:
+            return Outcome.dead_letter("already_dead_lettered", failed=False, record=False)
+        return _timed_out_outcome(watched.limit)
+
+    def _message(self, job: Job, correlation_id: str | None) -> dict[str, Any]:
         """The job as stored in a dead letter: enough to publish it again."""
         request = job.request
         return {
@@ -289,13 +368,13 @@ class Pipeline:
             "queue": (request.delivery_info or {}).get("routing_key"),
             "retries": request.retries,
             "headers": {
-                CORRELATION_HEADER: current_correlation_id(),
+                CORRELATION_HEADER: correlation_id,
                 MODE_HEADER: job.header(MODE_HEADER),
                 **job.headers,
             },
         }
 
-    def _record(self, job: Job, outcome: Outcome) -> None:
+    def _record(self, job: Job, outcome: Outcome, correlation_id: str | None) -> None:
         elapsed = time.perf_counter() - job.started
         result = None
         succeeded = outcome.state == "succeeded" and outcome.value is not None
@@ -306,7 +385,7 @@ class Pipeline:
             JobRun,
             task_id=job.task_id,
             task_name=job.name,
-            correlation_id=current_correlation_id(),
+            correlation_id=correlation_id,
             mode=self._mode,
             state=outcome.state,
             attempt=job.attempt,
@@ -320,20 +399,30 @@ class Pipeline:
             JobFinished(
                 job.name,
                 job.task_id,
-                current_correlation_id(),
+                correlation_id,
                 state=outcome.state,
                 seconds=elapsed,
             )
         )
 
 
-_HANDLERS: dict[str, Callable[[Pipeline, Job, Outcome], Any]] = {
-    "done": Pipeline._done,
-    "abort": Pipeline._abort,
-    "defer": Pipeline._defer,
-    "retry": Pipeline._retry,
-    "dead_letter": Pipeline._dead_letter,
-}
+_HANDLERS: Mapping[str, Callable[[Pipeline, Job, Outcome], Any]] = MappingProxyType(
+    {
+        "done": Pipeline._done,
+        "abort": Pipeline._abort,
+        "defer": Pipeline._defer,
+        "retry": Pipeline._retry,
+        "dead_letter": Pipeline._dead_letter,
+    }
+)
+
+
+def _timed_out_outcome(limit: float) -> Outcome:
+    detail = (
+        f"ran longer than its time limit of {limit:g}s; stopped on its thread while the "
+        "other jobs of its worker went on"
+    )
+    return Outcome.dead_letter("timed_out", detail=detail, failed=True)
 
 
 def _as_record(result: Any) -> dict[str, Any] | None:

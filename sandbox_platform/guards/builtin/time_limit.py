@@ -14,7 +14,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from sandbox_platform.core.context import CORRELATION_HEADER, MODE_HEADER, current_correlation_id
 from sandbox_platform.guards.base import Guard, Job, Outcome, Services
@@ -39,15 +38,10 @@ class TimeLimitGuard(Guard):
         value = os.environ.get(DEADLINE_DIR_ENV)
         return TimeLimitGuard(Path(value) if value else None)
 
-    def _limit(self, job: Job) -> float | None:
-        task: Any = job.task
-        limit = getattr(task, "time_limit", None) or task.app.conf.get("task_time_limit")
-        return float(limit) if limit else None
-
     def before_run(self, job: Job) -> Outcome | None:
         if self.directory is None:
             return None
-        limit = self._limit(job)
+        limit = job.time_limit
         if limit is None:
             return None
         info = {
