@@ -107,6 +107,8 @@ def _clean_platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 from tests.brokers import TestBroker, amqp_vhost  # noqa: E402
 from tests.helpers import platform_env, wait_until  # noqa: E402
+from tests.inflight import high_water  # noqa: E402
+from tests.pools import IN_FLIGHT_FLOOR, POOLS  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -183,7 +185,7 @@ def pg_settings_kwargs(
 @pytest.fixture
 def platform_app(platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
     """A Celery app in the test process, configured like the workers, for enqueuing."""
-    from sandbox_platform.app.factory import create_app
+    from sandbox_platform.app.factory import create_app, release_app
     from sandbox_platform.app.runtime import reset_runtime
     from sandbox_platform.core.settings import load_settings
 
@@ -191,7 +193,7 @@ def platform_app(platform_settings_kwargs: dict[str, object]):  # type: ignore[n
     app = create_app(load_settings(**platform_settings_kwargs))
     yield app
     reset_runtime()
-    app.close()
+    release_app(app)
 
 
 @pytest.fixture
@@ -203,28 +205,55 @@ def guarded(platform_app):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):  # type: ignore[no-untyped-def]
-    """Start real ``celery worker`` processes; every one is stopped by its pid afterwards."""
+def worker_pool(request: pytest.FixtureRequest) -> str:
+    """The pool of the test's workers: solo unless the module runs ``ON_BOTH_POOLS``."""
+    return str(getattr(request, "param", "solo"))
+
+
+#: module -> the most jobs its threads workers had in flight at once (tests/pools.py)
+IN_FLIGHT_HIGH: dict[str, int] = {}
+
+
+@pytest.fixture
+def worker_factory(  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    platform_settings_kwargs: dict[str, object],
+    worker_pool: str,
+):
+    """Start real ``celery worker`` processes; every one is stopped by its pid afterwards.
+
+    Workers run on the test's ``worker_pool`` unless ``pool`` is given; threads workers
+    count their jobs in flight (tests/inflight.py)."""
     from sandbox_platform.procs.worker import WorkerSubprocess
 
     started: list[WorkerSubprocess] = []
+    in_flight_key = f"sp-test:inflight:{uuid.uuid4().hex}"
 
     def start(
         app,
         app_module: str = "workers",
         *,
         wait: bool = True,
-        pool: str = "solo",  # type: ignore[no-untyped-def]
+        pool: str | None = None,  # type: ignore[no-untyped-def]
+        concurrency: int | None = None,
         **overrides: object,
     ):
+        pool = pool or worker_pool
         settings = {**platform_settings_kwargs, **overrides}
+        env = platform_env(**settings)
+        if pool == "threads":  # counted through tests/counted.py
+            env |= {"SP_TEST_COUNTED_APP": app_module, "SP_TEST_INFLIGHT_KEY": in_flight_key}
+            env |= {"SP_TEST_INFLIGHT_URL": str(settings["redis_url"])}
+            app_module = "tests.counted"
         index = len(started) + 1
         worker = WorkerSubprocess(
             app_module,
             hostname=f"test{index}-{uuid.uuid4().hex[:6]}@localhost",
-            env=platform_env(**settings),
+            env=env,
             log_path=tmp_path / f"worker-{index}.log",
             pool=pool,
+            concurrency=concurrency or POOLS.get(pool, 1),
         )
         started.append(worker)
         worker.start()
@@ -235,6 +264,25 @@ def worker_factory(tmp_path: Path, platform_settings_kwargs: dict[str, object]):
     yield start
     for worker in started:
         worker.stop(timeout=15)
+    if any(worker.pool == "threads" for worker in started):
+        client = redis.Redis.from_url(str(platform_settings_kwargs["redis_url"]))
+        module = request.module.__name__
+        high = high_water(client, in_flight_key)
+        IN_FLIGHT_HIGH[module] = max(IN_FLIGHT_HIGH.get(module, 0), high)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads_runs_interleaved(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module run on both pools proves that its threads workers had jobs in flight at
+    once (tests/pools.py)."""
+    yield
+    module = request.module.__name__
+    if module in IN_FLIGHT_HIGH:
+        high = IN_FLIGHT_HIGH.pop(module)
+        assert high >= IN_FLIGHT_FLOOR, (
+            f"{module}: its threads workers never had {IN_FLIGHT_FLOOR} jobs in flight at "
+            f"once (at most {high})"
+        )
 
 
 @pytest.fixture
@@ -302,6 +350,32 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+
+
+# -- the pools (tests/pools.py) ---------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marked = metafunc.definition.get_closest_marker("both_pools") is not None
+    if marked and "worker_factory" in metafunc.fixturenames:
+        metafunc.parametrize("worker_pool", list(POOLS), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Threads on RabbitMQ only where a test asks for it (a smoke test)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        threads_on_rabbitmq = params.get("worker_pool") == "threads" and (
+            params.get("broker") == "rabbitmq"
+        )
+        if threads_on_rabbitmq and item.get_closest_marker("threads_on_rabbitmq") is None:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 # -- the soak (tests/reliability with --soak) --------------------------------------------------

@@ -101,14 +101,17 @@ def pid_alive(pid: int) -> bool:
 
 
 class Receiver:
-    """A real local HTTP server collecting JSON POSTs (and counting GETs)."""
+    """A real local HTTP server collecting JSON POSTs (and counting GETs); with
+    ``keep_alive``, it speaks HTTP/1.1 and keeps connections open between requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
         self.posts: list[dict[str, Any]] = []
         self.gets: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_GET(self) -> None:
                 receiver.gets.append(self.path)
                 self.send_response(200)
@@ -120,6 +123,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 receiver.posts.append(json.loads(self.rfile.read(length)))
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

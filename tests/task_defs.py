@@ -3,19 +3,23 @@ a file (one line per real call), Redis lists, or database rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import redis
+import structlog
 from celery import Celery
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 from sandbox_platform.core.apps import active_settings
+from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.dry_run import irreversible
@@ -45,6 +49,10 @@ def real_charge(sink: str, n: int) -> dict[str, Any]:
     with Path(sink).open("a") as handle:
         handle.write(f"{n}\n")
     return {"charged": n}
+
+
+#: set by every interleaved job; a job that finds it set sees a previous job's context
+LEFT_BEHIND: ContextVar[int | None] = ContextVar("left_behind", default=None)
 
 
 def register(app: Celery) -> SimpleNamespace:
@@ -142,7 +150,37 @@ def register(app: Celery) -> SimpleNamespace:
             session.execute(insert(orders).values(value=value))
         return value
 
+    @guarded_task(app, name="tests.interleave")
+    def interleave(n: int, pause: float, sink: str, seen_key: str) -> int:
+        """One of many jobs in flight: reports what it found of earlier jobs' context on its
+        thread, logs, makes an irreversible call, waits, and reports its own ids."""
+        job = current_job()
+        assert job is not None
+        found = {"var": LEFT_BEHIND.get(), "log": structlog.contextvars.get_contextvars()}
+        LEFT_BEHIND.set(n)
+        structlog.contextvars.bind_contextvars(job_n=n)
+        structlog.get_logger("tests.interleave").info("interleaved job", n=n)
+        real_charge(sink, n)
+        time.sleep(pause)
+        report = {
+            "n": n,
+            "task_id": job.task_id,
+            "correlation_id": current_correlation_id(),
+            "found_var": found["var"],
+            "found_job_n": found["log"].get("job_n"),
+            "thread": threading.get_ident(),
+        }
+        _redis().rpush(seen_key, json.dumps(report))
+        return n
+
+    @guarded_task(app, name="tests.idem_count", idempotency_key="{k}")
+    def idem_count(k: str, counter: str) -> str:
+        _redis().incr(counter)
+        return k
+
     return SimpleNamespace(
+        interleave=interleave,
+        idem_count=idem_count,
         charge=charge,
         charge_in_thread=charge_in_thread,
         charge_then_child=charge_then_child,

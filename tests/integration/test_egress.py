@@ -15,10 +15,13 @@ from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, DeadLetter, DryRunEvent, JobRun
 from tests.helpers import Receiver, wait_until
+from tests.pools import ON_BOTH_POOLS
 from tests.sandbox_shapes import register_shapes
+from tests.warm_client import WARM_URL
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]
+pytestmark = [pytest.mark.slow, ON_BOTH_POOLS, pytest.mark.usefixtures("live_ready_limits")]
 SHAPES_APP = "tests.shapes_app"
+JOBS = 4
 
 
 @pytest.fixture
@@ -29,6 +32,13 @@ def platform_settings_kwargs(pg_settings_kwargs):  # type: ignore[no-untyped-def
 @pytest.fixture
 def server() -> Iterator[Receiver]:
     local = Receiver()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def keep_alive_server() -> Iterator[Receiver]:
+    local = Receiver(keep_alive=True)
     yield local
     local.close()
 
@@ -60,20 +70,43 @@ def test_an_unlisted_address_is_blocked_and_recorded_a_listed_one_passes(
     blocking = worker_factory(platform_app, SHAPES_APP)
     url = f"http://127.0.0.1:{_port(server)}/charge"
 
-    blocked = _run(tasks.http_get, url)
-    (letter,) = wait_until(lambda: _rows(sandbox_db, DeadLetter, blocked), timeout=60)
-    assert letter.reason == "egress_blocked" and "SandboxEgressBlocked" in (letter.detail or "")
+    blocked = [_run(tasks.http_get, url) for _ in range(JOBS)]  # in flight at once on threads
+    for correlation_id in blocked:
+        (letter,) = wait_until(lambda: _rows(sandbox_db, DeadLetter, correlation_id), timeout=60)  # noqa: B023
+        assert letter.reason == "egress_blocked"
+        assert "SandboxEgressBlocked" in (letter.detail or "")
+        (event,) = wait_until(lambda: _rows(sandbox_db, DryRunEvent, correlation_id), timeout=30)  # noqa: B023
+        assert event.action == "egress"
+        assert event.arguments == {"destination": f"127.0.0.1:{_port(server)}", "blocked": True}
+        assert event.task_id == letter.task_id  # each job's own
     assert server.gets == []  # the server received nothing
-    (event,) = wait_until(lambda: _rows(sandbox_db, DryRunEvent, blocked), timeout=30)
-    assert event.action == "egress"
-    assert event.arguments == {"destination": f"127.0.0.1:{_port(server)}", "blocked": True}
-    assert event.task_id == letter.task_id
     blocking.stop()
 
     worker_factory(platform_app, SHAPES_APP, egress_allow=f"127.0.0.1:{_port(server)}")
     allowed = _run(tasks.http_get, url)
     wait_until(lambda: _succeeded(sandbox_db, allowed), timeout=60, message="allowed GET failed")
     assert server.gets == ["/charge"]
+
+
+def test_a_keep_alive_connection_opened_at_import_is_not_reused_by_a_job(
+    platform_app, worker_factory, pg_databases, keep_alive_server, monkeypatch
+) -> None:
+    """The worker module warms an HTTP/1.1 keep-alive client at import (before any job):
+    a job using it reaches nothing, and the attempt is an egress event."""
+    sandbox_db, _ = pg_databases
+    tasks = register_shapes(platform_app)
+    url = f"http://127.0.0.1:{_port(keep_alive_server)}/warm"
+    monkeypatch.setenv(WARM_URL, url)
+    worker_factory(platform_app, SHAPES_APP)
+    assert keep_alive_server.gets == ["/warm"]  # the import's warm-up, outside any job
+    used = [_run(tasks.warm_get, f"{url}-{n}") for n in range(JOBS)]
+    for correlation_id in used:
+        (letter,) = wait_until(lambda: _rows(sandbox_db, DeadLetter, correlation_id), timeout=60)  # noqa: B023
+        assert letter.reason == "egress_blocked"
+        events = wait_until(lambda: _rows(sandbox_db, DryRunEvent, correlation_id), timeout=30)  # noqa: B023
+        assert [e.action for e in events] == ["egress"]
+        assert events[0].arguments["blocked"] is True
+    assert keep_alive_server.gets == ["/warm"]  # 0 requests of a job reached the host
 
 
 def test_nothing_is_blocked_in_live_mode(

@@ -28,9 +28,10 @@ from sandbox_platform.guards.governor import Governor
 from sandbox_platform.tasks import enqueue
 from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import platform_env, run_at_once, wait_until
+from tests.pools import ON_BOTH_POOLS, THREADS_ON_RABBITMQ
 from tests.task_defs import orders, register
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]
+pytestmark = [pytest.mark.slow, ON_BOTH_POOLS, pytest.mark.usefixtures("live_ready_limits")]
 WORKER_APP = "tests.worker_app"
 
 
@@ -45,6 +46,7 @@ def _runs(url: str, task_name: str) -> list[JobRun]:
 
 
 @ON_BOTH_BROKERS
+@THREADS_ON_RABBITMQ
 def test_governor_denials_requeue_with_wait_and_never_use_a_retry(
     guarded, worker_factory, platform_app, redis_client, pg_databases
 ) -> None:

@@ -16,9 +16,10 @@ from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, DryRunEvent
 from tests.helpers import wait_until
+from tests.pools import ON_BOTH_POOLS
 from tests.task_defs import register
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]
+pytestmark = [pytest.mark.slow, ON_BOTH_POOLS, pytest.mark.usefixtures("live_ready_limits")]
 WORKER_APP = "tests.worker_app"
 
 

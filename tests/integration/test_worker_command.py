@@ -1,5 +1,6 @@
 """`sandbox-platform worker`: one lean consumer per process, a crashed one is restarted,
-SIGTERM stops them all (warm shutdown)."""
+SIGTERM stops them all (warm shutdown); `--pool threads --concurrency N` runs N jobs in
+flight per process, and a pool shape that cannot work is refused in one line."""
 
 from __future__ import annotations
 
@@ -69,3 +70,61 @@ def test_worker_command_supervises_consumers(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
+
+
+def _worker_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sandbox_platform", "worker", "--app", "tests.worker_app", *args]
+
+
+def test_worker_command_runs_jobs_in_flight_on_threads(
+    platform_app, platform_settings_kwargs, tmp_path
+) -> None:
+    log = (tmp_path / "supervisor.log").open("wb")
+    proc = subprocess.Popen(
+        _worker_command("--processes", "1", "--pool", "threads", "--concurrency", "8"),
+        env=platform_env(**platform_settings_kwargs),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    name = f"worker1@{socket.gethostname()}"
+    try:
+        stats = wait_until(
+            lambda: platform_app.control.inspect(destination=[name], timeout=1.0).stats() or {},
+            timeout=90,
+            interval=0.5,
+            message="the threads consumer did not answer",
+        )
+        pool = stats[name]["pool"]
+        assert pool["max-concurrency"] == 8
+        assert pool["implementation"].endswith("thread_pool:PlatformThreadPool")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--pool", "solo", "--concurrency", "2"), "solo pool runs one job at a time"),
+        (("--pool", "gevent"), "must be one of threads, solo, prefork"),
+        (("--pool", "threads", "--concurrency", "0"), "must be at least 1"),
+    ],
+)
+def test_worker_command_refuses_a_bad_pool_shape_in_one_line(
+    platform_settings_kwargs, args: tuple[str, ...], says: str
+) -> None:
+    done = subprocess.run(
+        _worker_command(*args),
+        env=platform_env(**platform_settings_kwargs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert says in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr

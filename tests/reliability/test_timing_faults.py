@@ -2,7 +2,8 @@
 
 Regressions (issue 10.4, 10.5, 10.9): an idempotency lease longer than the visibility timeout
 turned healthy jobs into "poison"; a retry delay reaching the visibility timeout dropped the
-job silently; a hung job held its solo consumer forever."""
+job silently; a hung job held its solo consumer forever. Issue 17: on the threads pool a hung
+job is dead-lettered at its limit while the other jobs of its process go on."""
 
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ def test_a_hung_job_on_the_solo_pool_is_stopped_and_dead_lettered(
             "worker",
             "--processes",
             "1",
+            "--pool",
+            "solo",
             "--app",
             FAULTS_APP,
         ],
@@ -141,4 +144,40 @@ def test_a_hung_job_on_the_solo_pool_is_stopped_and_dead_lettered(
             worker.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
+        app.close()
+
+
+def test_a_hung_job_on_the_threads_pool_is_dead_lettered_and_the_others_go_on(
+    platform_settings_kwargs, worker_factory, redis_client, sqlite_url
+) -> None:
+    """8 jobs in flight on one threads worker; one hangs past its limit (2 s): it is
+    dead-lettered ``timed_out`` at once, the other 7 finish on the same process."""
+    settings = {**platform_settings_kwargs, "shutdown_timeout": 3}
+    app = create_app(load_settings(**settings))
+    tasks = register_faults(app)
+    try:
+        worker = worker_factory(app, FAULTS_APP, pool="threads", concurrency=8, **settings)
+        hung = tasks.hang.delay("hang-runs")  # time_limit=2, sleeps for an hour
+        others = [tasks.long_idem.delay(f"order-{i}", 4.0, "others") for i in range(7)]
+        wait_until(
+            lambda: _count(sqlite_url, DeadLetter, DeadLetter.reason == "timed_out") == 1,
+            timeout=30,
+            message="the hung job was not dead-lettered",
+        )
+        # the others were in flight with it (4 s each, started before its 2 s deadline)
+        assert redis_client.llen("others") == 7
+        wait_until(
+            lambda: _count(sqlite_url, JobRun, JobRun.state == "succeeded") == 7,
+            timeout=30,
+            message="the other 7 jobs did not all succeed",
+        )
+        with session_scope(sqlite_url) as session:
+            letter = session.scalars(select(DeadLetter)).one()
+            assert letter.task_id == hung.id
+            succeeded = session.scalars(select(JobRun.task_id).where(JobRun.state == "succeeded"))
+            assert set(succeeded) == {job.id for job in others}
+        assert redis_client.lrange("hang-runs", 0, -1) == [b"started"]
+        assert worker.alive()  # the process was not stopped
+        assert "job past its time limit: dead-lettered" in worker.log_text()
+    finally:
         app.close()
