@@ -16,7 +16,8 @@ writes must parse as JSON, so these subclasses (installed by ``PlatformCelery.Wo
 
 The worker's event loop is :class:`~sandbox_platform.app.hub.ReadyAwareHub` (kombu's hub,
 which never sleeps in ``poll`` while callbacks are queued: see app/hub.py), and ``--pool
-threads`` runs the platform's threads pool (:mod:`sandbox_platform.app.thread_pool`).
+threads`` runs the platform's threads pool (:mod:`sandbox_platform.app.thread_pool`), holding two
+messages per thread (the running job's and the next one, as Dramatiq does).
 
 In both formats the banner names the log level that is really in force (the platform's
 ``LOG_LEVEL``, which the platform's logging set-up applies whatever ``--loglevel`` says).
@@ -52,6 +53,9 @@ from sandbox_platform.core.settings import Settings
 __all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
 
 log = structlog.get_logger("sandbox_platform.app.programs")
+
+#: messages a threads worker holds per thread: the one running and the next one
+THREADS_PREFETCH = 2
 
 
 def startup_logging(settings: Settings) -> bool:
@@ -122,6 +126,8 @@ class PlatformWorker(Worker):
         me: Any = self
         if me.pool_cls is CeleryThreadPool:  # --pool threads: the platform's (app/thread_pool.py)
             me.pool_cls = PlatformThreadPool
+            # a message waiting for every thread: no fetch round trip between two jobs
+            me.prefetch_multiplier = max(int(me.prefetch_multiplier), THREADS_PREFETCH)
 
     def on_start(self) -> None:
         super().on_start()

@@ -36,7 +36,9 @@ EXTRA_ARGS = MappingProxyType({"allow_extra_args": True, "ignore_unknown_options
 
 #: the pools ``worker --pool`` takes, and each one's default jobs in flight per process
 POOLS = MappingProxyType({"threads": 8, "solo": 1, "prefork": 1})
-DEFAULT_POOL = "threads"
+#: solo by default: measured (bench/README.md, issue 17), the threads pool costs about twice the
+#: CPU per job on jobs that do not wait; jobs that wait on the network want ``--pool threads``
+DEFAULT_POOL = "solo"
 
 
 def worker(
@@ -50,9 +52,9 @@ def worker(
     pool: Annotated[
         str,
         typer.Option(
-            help="threads (the default: many jobs in flight per process, for jobs that wait "
-            "on the network), solo (one job per process), or prefork (a child process per "
-            "job slot, for hard time limits of CPU-bound jobs)"
+            help="solo (the default: one job at a time per process, the least CPU per job), "
+            "threads (--concurrency jobs in flight per process: for jobs that wait on the "
+            "network), or prefork (a child process per job slot)"
         ),
     ] = DEFAULT_POOL,
     concurrency: Annotated[
@@ -79,8 +81,9 @@ def worker(
     ] = False,
 ) -> None:
     """Start worker consumers: one process per CPU of the container's limit (else one per
-    core), each running up to --concurrency jobs at once on threads (docs/scaling.md), with
-    the lean flags (docs/architecture.md, docs/deployment.md).
+    core), each running one job at a time (solo) or, with --pool threads, up to --concurrency
+    jobs at once (docs/scaling.md), with the lean flags (docs/architecture.md,
+    docs/deployment.md).
 
     A consumer that dies is started again; a settings error or a live NO-GO stops them all.
 

@@ -163,3 +163,18 @@ def test_flower_credentials_come_from_the_secret() -> None:
             for item in _containers(doc):
                 for var in item.get("env", []):
                     assert "value" not in var or "AUTH" not in var["name"], (path, var["name"])
+
+
+def test_the_worker_grace_period_outlasts_the_warm_shutdown() -> None:
+    """SIGTERM: running jobs get SHUTDOWN_TIMEOUT seconds, then the rest is handed back and
+    the records flushed; all of it must end before Kubernetes sends SIGKILL."""
+    from sandbox_platform.core.settings import Settings
+
+    (worker,) = [
+        doc
+        for doc in yaml.safe_load_all((ROOT / "deploy/kubernetes/worker.yaml").read_text())
+        if doc and doc.get("kind") == "Deployment"
+    ]
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    shutdown = Settings.model_fields["shutdown_timeout"].default
+    assert grace >= shutdown + 20, (grace, shutdown)
