@@ -67,10 +67,15 @@ from bench.drain_common import (  # noqa: E402
     ENV_DB,
     ENV_PREFIX,
     ENV_REDIS,
+    IO_SECONDS,
     LATENCY_KEY,
 )
-from bench.targets import print_targets, target_rows  # noqa: E402
-from sandbox_platform.cli.processes import EVENTS_WORKER_FLAGS  # noqa: E402
+from bench.targets import io_rows, print_targets, target_rows  # noqa: E402
+from sandbox_platform.cli.processes import (  # noqa: E402
+    DEFAULT_POOL,
+    EVENTS_WORKER_FLAGS,
+    POOLS,
+)
 from sandbox_platform.procs.worker import LEAN_FLAGS  # noqa: E402
 
 DEFAULT_URL = "redis://127.0.0.1:6379/7"
@@ -93,6 +98,10 @@ class Variant:
     worker_args: tuple[str, ...]
     #: "celery" (``celery -A app worker``) or "dramatiq" (``dramatiq app``)
     kind: str = "celery"
+    #: the I/O-bound phase: the body waits 100 ms, then the INCR
+    io: bool = False
+    #: jobs in flight at once (the I/O-bound phase's ideal is this x 10 jobs/s)
+    in_flight: int = 0
 
     @property
     def platform(self) -> bool:
@@ -100,12 +109,16 @@ class Variant:
 
     @property
     def guarded(self) -> bool:
-        return self.task in ("drain_guarded", "drain_idem", "drain_split")
+        return self.task in ("drain_guarded", "drain_idem", "drain_split", "drain_io")
 
 
 BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
-PLATFORM_ARGS = ("--pool", "solo", *LEAN_FLAGS)
-EVENTS_ARGS = ("--pool", "solo", *EVENTS_WORKER_FLAGS)  # sandbox-platform worker --events
+#: the pool of ``sandbox-platform worker`` by default (solo; Celery's default --concurrency,
+#: as in every earlier invocation: bench/README.md says what that changes)
+DEFAULT_SHAPE = ("--pool", DEFAULT_POOL)
+SHAPE = DEFAULT_POOL
+PLATFORM_ARGS = (*DEFAULT_SHAPE, *LEAN_FLAGS)
+EVENTS_ARGS = (*DEFAULT_SHAPE, *EVENTS_WORKER_FLAGS)  # sandbox-platform worker --events
 
 # the platform app (sandbox mode) publishes to its mode-qualified default queue
 PLATFORM_QUEUE = "sandbox_platform.sandbox"
@@ -131,7 +144,7 @@ VARIANTS = (
     ),
     Variant(
         "platform-plain",
-        "3 platform, plain task, 2 x solo lean",
+        f"3 platform, plain task, 2 x {SHAPE} lean",
         "bench.drain_platform:platform_app",
         "drain_plain",
         PLATFORM_QUEUE,
@@ -140,7 +153,7 @@ VARIANTS = (
     ),
     Variant(
         "platform-guarded",
-        "4 platform, guarded (governor), 2 x solo lean",
+        f"4 platform, guarded (governor), 2 x {SHAPE} lean",
         "bench.drain_platform:platform_app",
         "drain_guarded",
         PLATFORM_QUEUE,
@@ -149,7 +162,7 @@ VARIANTS = (
     ),
     Variant(
         "platform-idem",
-        "5 platform, guarded + idempotency key, 2 x solo lean",
+        f"5 platform, guarded + idempotency key, 2 x {SHAPE} lean",
         "bench.drain_platform:platform_app",
         "drain_idem",
         PLATFORM_QUEUE,
@@ -158,7 +171,7 @@ VARIANTS = (
     ),
     Variant(
         "platform-guarded-events",
-        "6 platform, guarded (governor), 2 x solo --events",
+        f"6 platform, guarded (governor), 2 x {SHAPE} --events",
         "bench.drain_platform:platform_app",
         "drain_guarded",
         PLATFORM_QUEUE,
@@ -186,7 +199,61 @@ DRAMATIQ = Variant(
     kind="dramatiq",
 )
 VARIANTS = (*VARIANTS, DRAMATIQ, SPLIT)
-BY_NAME = {v.name: v for v in VARIANTS}
+
+#: the I/O-bound phase: 2 processes x 8 jobs in flight; ``sandbox-platform worker --pool
+#: threads`` (README: the pool for jobs that wait on the network) starts these consumers
+IO_PROCESSES, IO_THREADS = 2, POOLS["threads"]
+IO_ARGS = ("--pool", "threads", "--concurrency", str(IO_THREADS), *LEAN_FLAGS)
+IO_VARIANTS = (
+    Variant(
+        "io-platform",
+        f"io: platform guarded + idempotency key, {IO_PROCESSES} x threads -c {IO_THREADS}",
+        "bench.drain_platform:platform_app",
+        "drain_io",
+        PLATFORM_QUEUE,
+        IO_PROCESSES,
+        IO_ARGS,
+        io=True,
+        in_flight=IO_PROCESSES * IO_THREADS,
+    ),
+    Variant(
+        "io-bare-threads",
+        f"io: bare Celery, {IO_PROCESSES} x threads -c {IO_THREADS}",
+        "bench.drain_bare:bare_app",
+        "bare_app",
+        "celery",
+        IO_PROCESSES,
+        ("--pool", "threads", "--concurrency", str(IO_THREADS)),
+        io=True,
+        in_flight=IO_PROCESSES * IO_THREADS,
+    ),
+    Variant(
+        "io-dramatiq",
+        f"io: Dramatiq, -p {IO_PROCESSES} -t {IO_THREADS} (its default threads)",
+        "bench.drain_dramatiq",
+        "drain_io_dramatiq",
+        "dramatiq:default",
+        1,
+        ("--processes", str(IO_PROCESSES), "--threads", str(IO_THREADS)),
+        kind="dramatiq",
+        io=True,
+        in_flight=IO_PROCESSES * IO_THREADS,
+    ),
+)
+#: the I/O-bound job on what ``sandbox-platform worker`` starts by default (2 x solo, the
+#: command as documented before issue 17): not in the default phase (``--io-variants``)
+IO_SOLO = Variant(
+    "io-platform-solo",
+    f"io: platform guarded + idempotency key, {IO_PROCESSES} x solo (the default command)",
+    "bench.drain_platform:platform_app",
+    "drain_io",
+    PLATFORM_QUEUE,
+    IO_PROCESSES,
+    ("--pool", "solo", "--concurrency", "1", *LEAN_FLAGS),
+    io=True,
+    in_flight=IO_PROCESSES,
+)
+BY_NAME = {v.name: v for v in (*VARIANTS, *IO_VARIANTS, IO_SOLO)}
 
 
 @dataclass
@@ -256,18 +323,19 @@ def _enqueue_task(variant: Variant, name: str = "drain.incr") -> Any:
         return getattr(module, "drain_latency" if name == "drain.latency" else variant.task)
     import bench.drain_bare as bare
 
-    return getattr(bare, variant.task).tasks[name]
+    return getattr(bare, variant.task).tasks["drain.io" if variant.io else name]
 
 
 def enqueue_only(variant: Variant, n: int, mode: str, start: int = 0) -> float:
     """Publish n jobs (``mode``: one ``apply_async`` each, ``bulk`` in one ``delay_many``, or
     ``latency`` jobs paced at LATENCY_RATE/s); the elapsed seconds."""
     if variant.kind == "dramatiq":
-        from bench.drain_dramatiq import drain_dramatiq
+        import bench.drain_dramatiq as peer
 
+        actor = getattr(peer, variant.task)
         started = time.perf_counter()
         for i in range(start, start + n):
-            drain_dramatiq.send(i)
+            actor.send(i)
         return time.perf_counter() - started
     task = _enqueue_task(variant, "drain.latency" if mode == "latency" else "drain.incr")
     started = time.perf_counter()
@@ -425,7 +493,7 @@ def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -
 def wait_dramatiq_ready(workers: list[Worker], timeout: float) -> None:
     """Each ``dramatiq`` command logs one "ready for action" line per worker process."""
     deadline = time.monotonic() + timeout
-    processes = 2
+    processes = int(workers[0].command[workers[0].command.index("--processes") + 1])
     while True:
         for worker in workers:
             worker.check_alive()
@@ -837,6 +905,40 @@ def governor_phase(url: str, runs: int) -> dict[str, Any]:
     return {"rates": rates, "bound": bound}
 
 
+def print_run(result: RunResult) -> None:
+    print(
+        f"run {result.run} {result.variant:<17} drain {result.drain_rate:8,.0f} jobs/s "
+        f"({result.drain_seconds:.2f}s)  enqueue {result.enqueue_rate:7,.0f} "
+        f"jobs/s  start {result.startup_seconds:.1f}s  first after "
+        f"{result.first_lag_seconds * 1000:.0f} ms  "
+        f"CPU {result.worker_cpu_us_per_job:,.0f} us/job  "
+        f"redis {result.redis_cpu_us_per_job:,.0f} us/job  "
+        f"other {result.other_cpu_share:.2f} cores  "
+        f"irq {result.irq_cpu_share:.2f}  "
+        f"load {result.loadavg_1m_before:.1f}",
+        flush=True,
+    )
+
+
+def io_phase(
+    names: list[str],
+    args: argparse.Namespace,
+    client: redis.Redis,
+    env: dict[str, str],
+    log_dir: Path,
+) -> list[RunResult]:
+    """The I/O-bound phase: jobs that wait 100 ms, interleaved run by run like the drain."""
+    results: list[RunResult] = []
+    for run in range(1, args.io_runs + 1):
+        for name in names:
+            result = one_run(BY_NAME[name], run, args.io_n, client, env, log_dir, args.redis_url)
+            ideal = BY_NAME[name].in_flight / IO_SECONDS
+            print_run(result)
+            print(f"      {name}: {result.drain_rate / ideal:.2f} of its ideal {ideal:,.0f} jobs/s")
+            results.append(result)
+    return results
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -851,6 +953,21 @@ def main() -> None:
         "--variants",
         default=",".join(v.name for v in VARIANTS),
         help="comma-separated subset of: " + ", ".join(v.name for v in VARIANTS),
+    )
+    parser.add_argument(
+        "--io-variants",
+        default=",".join(v.name for v in IO_VARIANTS),
+        help="the I/O-bound phase's variants ('' skips the phase): "
+        + ", ".join(v.name for v in IO_VARIANTS),
+    )
+    parser.add_argument(
+        "--io-n",
+        type=int,
+        default=100 * IO_PROCESSES * IO_THREADS,
+        help="jobs per I/O-bound run (default 100 x the jobs in flight)",
+    )
+    parser.add_argument(
+        "--io-runs", type=int, default=5, help="runs per I/O-bound variant (default 5)"
     )
     parser.add_argument(
         "--log-dir", type=Path, help="keep the worker logs here (default: a temp dir)"
@@ -884,7 +1001,8 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupt)
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BY_NAME]
+    io_names = [name.strip() for name in args.io_variants.split(",") if name.strip()]
+    unknown = [name for name in (*names, *io_names) if name not in BY_NAME]
     if unknown:
         parser.error(f"unknown variant(s): {unknown}")
     if not args.redis_url.rstrip("/").endswith("/7"):
@@ -906,6 +1024,8 @@ def main() -> None:
         "redis_server": client.info("server").get("redis_version"),
         "n": args.n,
         "runs": args.runs,
+        "io_n": args.io_n,
+        "io_runs": args.io_runs,
         "url": args.redis_url,
         "platform_log_level": args.platform_log_level or "INFO (platform default)",
     }
@@ -937,20 +1057,10 @@ def main() -> None:
                         BY_NAME[name], run, args.n, client, env, log_dir, args.redis_url
                     )
                     results.append(result)
-                    print(
-                        f"run {run} {name:<17} drain {result.drain_rate:8,.0f} jobs/s "
-                        f"({result.drain_seconds:.2f}s)  enqueue {result.enqueue_rate:7,.0f} "
-                        f"jobs/s  start {result.startup_seconds:.1f}s  first after "
-                        f"{result.first_lag_seconds * 1000:.0f} ms  "
-                        f"CPU {result.worker_cpu_us_per_job:,.0f} us/job  "
-                        f"redis {result.redis_cpu_us_per_job:,.0f} us/job  "
-                        f"other {result.other_cpu_share:.2f} cores  "
-                        f"irq {result.irq_cpu_share:.2f}  "
-                        f"load {result.loadavg_1m_before:.1f}",
-                        flush=True,
-                    )
+                    print_run(result)
                 if not args.no_extras:
                     extra_phases(names, run, args, client, env, log_dir, extras)
+            results += io_phase(io_names, args, client, env, log_dir)
             if not args.no_extras:
                 extras["enqueue"] = enqueue_phase(names, args.runs * 4, client, env)
                 extras["governor"] = governor_phase(args.redis_url, args.runs)
@@ -959,12 +1069,14 @@ def main() -> None:
             coordination(client, SPLIT).flushdb()
     header["loadavg_at_end"] = os.getloadavg()
     header["total_seconds"] = round(time.monotonic() - started, 1)
-    summary = summarize(results, names)
+    summary = summarize(results, [*names, *io_names])
     cost = events_cost(results)
     print_report(summary, header)
     print_events_cost(cost)
     if not args.no_extras:
-        print_targets(target_rows(results, extras))
+        print_targets(target_rows(results, extras, IO_PROCESSES * IO_THREADS))
+    elif io_names:
+        print_targets(io_rows(results, IO_PROCESSES * IO_THREADS))
     print(f"total {header['total_seconds']}s, load average at start {header['loadavg_at_start']}")
     if args.json:
         payload = {

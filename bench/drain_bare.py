@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from bench.drain_common import incr, record_latency, redis_url
+from bench.drain_common import incr, record_latency, redis_url, wait_then_incr
 
 __all__ = ["bare_app", "bare_prod_app"]
 
@@ -26,6 +26,10 @@ def _app(main: str, **conf: object) -> Celery:
     @app.task(name="drain.incr", shared=False)
     def drain_incr(i: int) -> None:
         incr()
+
+    @app.task(name="drain.io", shared=False)
+    def drain_io(i: int) -> None:
+        wait_then_incr()
 
     @app.task(name="drain.latency", shared=False)
     def drain_latency(sent_at: float) -> None:

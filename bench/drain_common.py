@@ -17,10 +17,12 @@ __all__ = [
     "ENV_DB",
     "ENV_PREFIX",
     "ENV_REDIS",
+    "IO_SECONDS",
     "LATENCY_KEY",
     "incr",
     "record_latency",
     "redis_url",
+    "wait_then_incr",
 ]
 
 ENV_REDIS = "SP_DRAIN_REDIS_URL"
@@ -48,6 +50,16 @@ def _redis() -> redis.Redis:
 def incr() -> None:
     """The task body of every variant: one INCR of the counter."""
     _redis().incr(COUNTER_KEY)
+
+
+#: what the I/O-bound body waits (a call to a partner API, a mail server, a payment provider)
+IO_SECONDS = 0.1
+
+
+def wait_then_incr() -> None:
+    """The I/O-bound phase's body: wait 100 ms as on the network, then one INCR."""
+    time.sleep(IO_SECONDS)
+    incr()
 
 
 def record_latency(sent_at: float) -> None:

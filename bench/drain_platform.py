@@ -6,14 +6,15 @@ tasks with the same body (one INCR): a plain Celery task on the platform app, a 
 behind the governor, and the same guarded task with an idempotency key per job; and a guarded
 latency task (it records how long after its enqueue it started). ``platform_split_app`` is the
 guarded task again with the coordination keys in the next Redis database (no admission with
-the fetch: the fallback path).
+the fetch: the fallback path). ``drain_io`` is the I/O-bound phase's guarded task (governor and
+idempotency key; its body waits 100 ms, then the INCR).
 """
 
 from __future__ import annotations
 
 import os
 
-from bench.drain_common import ENV_DB, ENV_PREFIX, incr, record_latency, redis_url
+from bench.drain_common import ENV_DB, ENV_PREFIX, incr, record_latency, redis_url, wait_then_incr
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.tasks import guarded_task
@@ -22,6 +23,7 @@ __all__ = [
     "GOVERNOR_RESOURCE",
     "drain_guarded",
     "drain_idem",
+    "drain_io",
     "drain_latency",
     "drain_plain",
     "drain_split",
@@ -55,6 +57,12 @@ def drain_guarded(i: int) -> None:
 @guarded_task(platform_app, name="drain.idem", governor=[GOVERNOR_RESOURCE], idempotency_key="{i}")
 def drain_idem(i: int) -> None:
     incr()
+
+
+@guarded_task(platform_app, name="drain.io", governor=[GOVERNOR_RESOURCE], idempotency_key="{i}")
+def drain_io(i: int) -> None:
+    """The I/O-bound phase: the guarded task with governor and idempotency key."""
+    wait_then_incr()
 
 
 def split_url() -> str:

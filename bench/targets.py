@@ -1,4 +1,4 @@
-"""The performance targets (issue 11) as rows computed from one bench_drain.py invocation.
+"""The performance targets (issues 11 and 17) as rows computed from one bench_drain.py invocation.
 
 Each ratio is the ratio of the medians over runs; ``span`` is the min-max of the same ratio
 computed run by run (run r of one variant against run r of the other: they ran back to back;
@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["print_targets", "target_rows"]
+__all__ = ["io_rows", "print_targets", "target_rows"]
 
 Row = dict[str, Any]
 
@@ -79,6 +79,30 @@ def _enqueue_rows(extras: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+#: jobs/s of one job in flight in the I/O-bound phase (its body waits 100 ms)
+IO_RATE_PER_SLOT = 10.0
+
+
+def io_rows(results: Sequence[Any], in_flight: int) -> list[Row]:
+    """The I/O-bound phase (issue 17): the guarded task with governor and idempotency key on
+    the documented threads command against Dramatiq at equal jobs in flight, and against the
+    command's ideal (in flight x 10 jobs/s)."""
+
+    def drain(name: str) -> dict[int, float]:
+        return _per_run(results, name, "drain_rate")
+
+    ours = drain("io-platform")
+    ideal = {run: in_flight * IO_RATE_PER_SLOT for run in ours}
+    return [
+        _row("io drain, guarded + idem key / Dramatiq -p 2 -t 8",
+             _ratio(ours, drain("io-dramatiq")), ">=", 1.0),
+        _row("io drain, guarded + idem key / bare Celery threads",
+             _ratio(ours, drain("io-bare-threads")), ">=", 0.9),
+        _row(f"io drain, documented command / ideal {in_flight} x 10/s",
+             _ratio(ours, ideal), ">=", 0.9),
+    ]  # fmt: skip
+
+
 def _extra_rows(results: Sequence[Any], extras: dict[str, Any]) -> list[Row]:
     latency = extras["latency"]
     guarded_p99 = {i + 1: r["p99"] for i, r in enumerate(latency.get("platform-guarded", []))}
@@ -106,9 +130,10 @@ def _extra_rows(results: Sequence[Any], extras: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def target_rows(results: Sequence[Any], extras: dict[str, Any]) -> list[Row]:
+def target_rows(results: Sequence[Any], extras: dict[str, Any], in_flight: int) -> list[Row]:
     """Every row of the target table from one invocation's results."""
-    return _drain_rows(results) + _enqueue_rows(extras) + _extra_rows(results, extras)
+    rows = _drain_rows(results) + _enqueue_rows(extras) + _extra_rows(results, extras)
+    return rows + io_rows(results, in_flight)
 
 
 def print_targets(rows: list[Row]) -> None:

@@ -42,46 +42,33 @@ def _lines(sink: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_a_sandbox_worker_with_a_live_app_beside_it_intercepts(
-    order, worker_factory, platform_settings_kwargs, pg_databases, tmp_path, monkeypatch
+@pytest.mark.parametrize("mode", ["sandbox", "live"])
+def test_a_worker_with_an_app_of_the_other_mode_beside_it(
+    mode, order, worker_factory, platform_settings_kwargs, pg_databases, tmp_path, monkeypatch
 ) -> None:
+    """A sandbox worker intercepts its jobs' calls (0 real effects, 1 event each); a live
+    worker makes each real call exactly once; whichever app the module created first."""
     sandbox_db, live_db = pg_databases
     monkeypatch.setenv("SP_TEST_APP_ORDER", order)
-    app = create_app(load_settings(**platform_settings_kwargs, mode="sandbox"))
+    app = create_app(load_settings(**platform_settings_kwargs, mode=mode))
     tasks = register(app)
     try:
-        worker_factory(app, TWO_APPS, mode="sandbox")
+        worker_factory(app, TWO_APPS, mode=mode)
         sink = tmp_path / "real-calls.txt"
         for n in range(JOBS):
             tasks.charge.delay(str(sink), n)
-        wait_until(lambda: _events(sandbox_db) == JOBS, message="sandbox jobs not intercepted")
-        assert _lines(sink) == []  # 0 real effects
-        with session_scope(sandbox_db) as session:
-            per_job = session.execute(
-                select(DryRunEvent.task_id, func.count()).group_by(DryRunEvent.task_id)
-            ).all()
-        assert len(per_job) == JOBS and all(count == 1 for _, count in per_job)
-        assert _events(live_db) == 0
-    finally:
-        release_app(app)
-
-
-@pytest.mark.parametrize("order", ORDERS)
-def test_a_live_worker_with_a_sandbox_app_beside_it_calls_for_real(
-    order, worker_factory, platform_settings_kwargs, pg_databases, tmp_path, monkeypatch
-) -> None:
-    sandbox_db, live_db = pg_databases
-    monkeypatch.setenv("SP_TEST_APP_ORDER", order)
-    app = create_app(load_settings(**platform_settings_kwargs, mode="live"))
-    tasks = register(app)
-    try:
-        worker_factory(app, TWO_APPS, mode="live")
-        sink = tmp_path / "real-calls.txt"
-        for n in range(JOBS):
-            tasks.charge.delay(str(sink), n)
-        wait_until(lambda: len(_lines(sink)) >= JOBS, message="live calls missing")
-        assert sorted(int(n) for n in _lines(sink)) == list(range(JOBS))  # each exactly once
-        assert _events(sandbox_db) == 0
+        if mode == "sandbox":
+            wait_until(lambda: _events(sandbox_db) == JOBS, message="jobs not intercepted")
+            assert _lines(sink) == []
+            with session_scope(sandbox_db) as session:
+                per_job = session.execute(
+                    select(DryRunEvent.task_id, func.count()).group_by(DryRunEvent.task_id)
+                ).all()
+            assert len(per_job) == JOBS and all(count == 1 for _, count in per_job)
+        else:
+            wait_until(lambda: len(_lines(sink)) >= JOBS, message="live calls missing")
+            assert sorted(int(n) for n in _lines(sink)) == list(range(JOBS))  # each once
+            assert _events(sandbox_db) == 0
         assert _events(live_db) == 0
     finally:
         release_app(app)

@@ -17,6 +17,18 @@ from tests.helpers import platform_env, wait_until
 pytestmark = pytest.mark.slow
 
 
+def _warm_stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: every consumer shuts down warmly and the command exits 0."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def _pids(app, names: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     stats = app.control.inspect(destination=names, timeout=1.0).stats() or {}
     return {name: int(info["pid"]) for name, info in stats.items()}
@@ -63,12 +75,9 @@ def test_worker_command_supervises_consumers(
             message="the killed consumer was not restarted",
         )
         assert restarted[names[1]] == pids[names[1]]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        _warm_stop(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        _kill(proc)
         log.close()
 
 
@@ -98,12 +107,9 @@ def test_worker_command_runs_jobs_in_flight_on_threads(
         pool = stats[name]["pool"]
         assert pool["max-concurrency"] == 8
         assert pool["implementation"].endswith("thread_pool:PlatformThreadPool")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        _warm_stop(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        _kill(proc)
         log.close()
 
 
