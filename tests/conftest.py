@@ -357,7 +357,8 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marked = metafunc.definition.get_closest_marker("both_pools") is not None
-    if marked and "worker_factory" in metafunc.fixturenames:
+    solo_only = metafunc.definition.get_closest_marker("solo_only") is not None
+    if marked and not solo_only and "worker_factory" in metafunc.fixturenames:
         metafunc.parametrize("worker_pool", list(POOLS), indirect=True)
 
 

@@ -28,7 +28,7 @@ from sandbox_platform.guards.governor import Governor
 from sandbox_platform.tasks import enqueue
 from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import platform_env, run_at_once, wait_until
-from tests.pools import ON_BOTH_POOLS, THREADS_ON_RABBITMQ
+from tests.pools import ON_BOTH_POOLS, SOLO_ONLY, THREADS_ON_RABBITMQ
 from tests.task_defs import orders, register
 
 pytestmark = [pytest.mark.slow, ON_BOTH_POOLS, pytest.mark.usefixtures("live_ready_limits")]
@@ -95,6 +95,7 @@ ENQUEUE_SAME_KEY = textwrap.dedent(
 
 
 @ON_BOTH_BROKERS
+@SOLO_ONLY  # 20 processes enqueue one key: the dedupe is at enqueue, the worker runs one job
 def test_twenty_processes_one_key_one_execution(
     worker_factory, platform_settings_kwargs, pg_databases, redis_url, redis_client
 ) -> None:

@@ -156,7 +156,12 @@ def test_poison_job_is_quarantined_after_killing_workers(
     )
     assert letters[0].reason == "poison"
     assert redis_client.llen("poison-starts") == 3  # default poison_max_deliveries
-    assert len(_alerts(sandbox_db, "poison_quarantined")) == 1
+    alerts = wait_until(  # stored by the worker's alert sink a moment after the dead letter
+        lambda: _alerts(sandbox_db, "poison_quarantined"),
+        timeout=30,
+        message="no poison_quarantined alert",
+    )
+    assert len(alerts) == 1
 
 
 def test_warm_shutdown_loses_no_run_record(
