@@ -21,8 +21,13 @@ Variants (the task body is the same single ``INCR`` of one counter key in every 
 8. ``platform-guarded-split``: variant 4 with the coordination keys in db 8 (the fallback
    path: admission with its own round trip).
 
-Then (unless ``--no-extras``) an interleaved enqueue phase, a latency phase, the governor's
-decision cost and over-admission, and the target table (bench/README.md).
+Then the I/O-bound phase (``--io-variants``; issue 17): jobs that wait 100 ms, then the same
+``INCR``, at 2 x 8 in flight: ``io-platform`` (the guarded task with governor and idempotency
+key on 2 x ``--pool threads --concurrency 8``), ``io-bare-threads`` (bare Celery, the same
+shape), ``io-dramatiq`` (``-p 2 -t 8``); ``io-platform-solo`` (2 x solo, the default command)
+runs only when named. Then (unless ``--no-extras``) an interleaved enqueue phase, a latency
+phase, the governor's decision cost and over-admission, and the target table
+(bench/README.md).
 
 Each run: flush db 7 (and db 8); enqueue N jobs with ``apply_async`` in a fresh subprocess
 (timed: the enqueue rate); move the queue aside (RENAME); start the workers (own session
