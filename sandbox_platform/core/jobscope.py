@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sandbox_platform.core.settings import Settings
@@ -62,15 +62,10 @@ class JobScope:
         return self.settings.active_database_url if self.settings is not None else None
 
     def exported(self) -> dict[str, Any]:
-        """The plain fields, as a spawned child receives them."""
-        return {
-            "task_id": self.task_id,
-            "task_name": self.task_name,
-            "attempt": self.attempt,
-            "idempotency_key": self.idempotency_key,
-            "fencing_token": self.fencing_token,
-            "pid": self.pid,
-        }
+        """The plain fields, as a spawned child receives them (not the app's settings and
+        services: a child of another process rebuilds what it needs from the mode and
+        database that travel beside them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
 
 
 @dataclass(frozen=True)
