@@ -23,7 +23,9 @@ redelivery after the visibility timeout, restore of a dead worker's messages.
 process delivers carries its tag in ``DELIVERY_HEADER``, and an idempotent job that succeeds
 here attaches its result to that tag (:mod:`sandbox_platform.core.ack_riders`); the result is
 stored by the same script that acknowledges the job (fetch or ack), before the
-acknowledgement. A prefork child, whose parent acknowledges, stores it with its own call.
+acknowledgement. A prefork child, whose parent acknowledges, stores it with its own call. Each
+completion is isolated in the script: one whose record holds another Redis type fails alone
+(its status says so, the job's run record is written ``failed``) and the script goes on.
 
 **Bad elements.** An element of a queue's list that is not a kombu message (raw bytes, not
 JSON) is moved by the script to ``<queue>.malformed`` and handed to the worker's handler (a
@@ -280,8 +282,8 @@ class Channel(kombu_redis.Channel):
         if command == _WAIT:
             self._wait_next = False
             raise Empty()
-        self._sent_acks, self._sent_riders = [], []
-        elements = _log_stale(reply)
+        riders, self._sent_acks, self._sent_riders = self._sent_riders, [], []
+        elements = _settle(riders, reply, 1)
         if len(reply) <= elements:
             self._wait_next = True
             raise Empty()
@@ -352,8 +354,7 @@ class Channel(kombu_redis.Channel):
             keys=[chan.unacked_key, chan.unacked_index_key],
             args=[len(riders), *(arg for rider in riders for arg in rider.args()), *tags],
         )
-        for key in reply[1:]:
-            _warn_stale(key)
+        _settle(riders, reply, 1)
 
     def _requeue_sent_acks(self) -> None:
         """A fetch failed: its acknowledgements (and completions) may not have been applied;
@@ -389,25 +390,29 @@ class Channel(kombu_redis.Channel):
             return
         task_id = str(headers.get("id")) if isinstance(headers, dict) else ""
         key, value, ttl = once
-        expires = chan._expires and queue in chan._expires
-        with self.conn_or_acquire() as client:
-            if kwargs.get("_publish_batch") is not None or expires:
-                held = None if client.set(key, value, nx=True, ex=ttl) else client.get(key)
-                text = bytes_to_str(held) if held is not None else ""
-                if not text or text.partition(" ")[0] == task_id:  # free, or this job again
-                    super()._put(queue, message, **kwargs)
-                    text = ""
-                put_answer(task_id, text)
-                return
+        if kwargs.get("_publish_batch") is not None or (chan._expires and queue in chan._expires):
+            # kombu's own push (a batch, or a queue that expires): the script only marks
+            held = self._publish_once(key, "", value, ttl, "")
+            if not held or held.partition(" ")[0] == task_id:  # free, or this job again
+                super()._put(queue, message, **kwargs)
+                held = ""
+        else:
             target = chan._q_for_pri(queue, chan._get_message_priority(message, reverse=False))
+            held = self._publish_once(key, target, value, ttl, dumps(message))
+        put_answer(task_id, held)
+
+    def _publish_once(self, key: str, target: str, value: str, ttl: int, message: str) -> str:
+        """``publish_once.lua``: mark ``key`` for this job and push ``message`` onto ``target``
+        (``message`` "": mark only); what the record held ("" = marked now)."""
+        with self.conn_or_acquire() as client:
             sha = TRANSPORT_SCRIPTS.sha(client, "publish_once")
-            args = (2, key, target, value, ttl, dumps(message))
+            args = (2, key, target or key, value, ttl, message)
             try:
                 held = client.evalsha(sha, *args)
             except redis.exceptions.NoScriptError:
                 TRANSPORT_SCRIPTS.forget(client)
                 held = client.evalsha(TRANSPORT_SCRIPTS.sha(client, "publish_once"), *args)
-        put_answer(task_id, bytes_to_str(held))
+        return bytes_to_str(held)
 
     # -- kombu's BRPOP consumer, with bad elements dead-lettered -------------------------
 
@@ -461,17 +466,20 @@ class Channel(kombu_redis.Channel):
                 client.lrem(f"{queue}.malformed", 1, data)
 
 
-def _log_stale(reply: list[Any]) -> int:
-    """Warn of the completions a fetch found stale (the reply's head); where its elements
-    start."""
-    stale = int(reply[0]) if reply else 0
-    for key in reply[1 : 1 + stale]:
-        _warn_stale(key)
-    return 1 + stale
-
-
-def _warn_stale(record_key: Any) -> None:
-    log.warning("idempotency lease lost before completion", record=bytes_to_str(record_key))
+def _settle(riders: Sequence[Completion], reply: list[Any], first: int) -> int:
+    """Settle each rider with its status in ``reply`` (from index ``first``, one per rider:
+    see ``claim_complete_all``); warn of those not stored. Where the reply goes on."""
+    for rider, status in zip(riders, reply[first : first + len(riders)], strict=True):
+        settled = rider.settle(status)
+        if settled.stale:
+            log.warning("idempotency lease lost before completion", record=rider.record_key)
+        elif not settled.stored:
+            log.error(
+                "idempotency result not stored: its record could not take it",
+                record=rider.record_key,
+                error=settled.error,
+            )
+    return first + len(riders)
 
 
 class Transport(kombu_redis.Transport):

@@ -24,22 +24,90 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-__all__ = ["Completion", "attach", "forget_all", "open_delivery", "take"]
+import structlog
+
+__all__ = ["Completion", "Settled", "Settlement", "attach", "forget_all", "open_delivery", "take"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of a completion: ``stored``; else not stored, because its token was stale
+    (``stale``) or its record could not take it (``error``, e.g. the key holds a string)."""
+
+    record_key: str
+    stored: bool
+    stale: bool = False
+    error: str = ""
+
+    @classmethod
+    def from_script(cls, record_key: str, status: object) -> Settled:
+        """From a status of ``claim_complete_all`` (1, 0 or ``"broken: ..."``)."""
+        if isinstance(status, bytes):
+            status = status.decode(errors="replace")
+        if isinstance(status, str) and not status.lstrip("-").isdigit():
+            return cls(record_key, stored=False, error=status.removeprefix("broken: "))
+        stored = int(str(status)) == 1
+        return cls(record_key, stored=stored, stale=not stored)
+
+
+class Settlement:
+    """The settling of one completion, once: callbacks added before it run when it settles,
+    callbacks added after it run at once (on the adding thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settled: Settled | None = None
+        self._callbacks: list[Callable[[Settled], None]] = []
+
+    def then(self, callback: Callable[[Settled], None]) -> None:
+        with self._lock:
+            settled = self._settled
+            if settled is None:
+                self._callbacks.append(callback)
+                return
+        _call(callback, settled)
+
+    def settle(self, settled: Settled) -> None:
+        with self._lock:
+            if self._settled is not None:
+                return
+            self._settled = settled
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _call(callback, settled)
+
+
+def _call(callback: Callable[[Settled], None], settled: Settled) -> None:
+    try:
+        callback(settled)
+    except Exception:
+        log.exception("completion callback failed", record=settled.record_key)
 
 
 @dataclass(frozen=True)
 class Completion:
-    """An idempotency result to store with an acknowledgement (``claim_complete`` in Lua)."""
+    """An idempotency result to store with an acknowledgement (``claim_complete`` in Lua);
+    what became of it is told through ``settlement``."""
 
     record_key: str
     token: int
     result_json: str
+    settlement: Settlement = field(default_factory=Settlement, compare=False, repr=False)
 
     def args(self) -> list[str]:
         """The script's ARGV triple."""
         return [self.record_key, str(self.token), self.result_json]
+
+    def settle(self, status: object) -> Settled:
+        """Settle with a status of the script; the outcome."""
+        settled = Settled.from_script(self.record_key, status)
+        self.settlement.settle(settled)
+        return settled
 
 
 #: an opened delivery that nothing rides with yet

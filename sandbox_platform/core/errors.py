@@ -29,6 +29,7 @@ hook is logged and wrapped, never swallowed.
 from __future__ import annotations
 
 __all__ = [
+    "CoordinationRecordError",
     "CountdownTooLongError",
     "DryRunError",
     "EnqueueError",
@@ -42,6 +43,7 @@ __all__ = [
     "PayloadError",
     "PlatformError",
     "RateLimitedError",
+    "ResultNotStored",
     "RetryExhausted",
     "SandboxEgressBlocked",
     "SettingsError",
@@ -100,6 +102,12 @@ class ModeMismatchError(GuardError):
 
 class GovernorUnavailable(GuardError):
     """The governor's Redis could not be reached; irreversible work fails closed."""
+
+
+class CoordinationRecordError(GuardError):
+    """An idempotency record or governor key of the job holds another Redis type (an operator
+    or a key clash wrote it): the job is dead-lettered naming its keys, which are left as they
+    are; the other jobs go on."""
 
 
 class RateLimitedError(GuardError):
@@ -164,3 +172,9 @@ class RetryExhausted(PlatformError):
         self.attempts = attempts
         self.last_error = last_error
         super().__init__(f"{name}: gave up after {attempts} attempts: {last_error!r}")
+
+
+class ResultNotStored(PlatformError):
+    """A job ran, but its idempotency record could not take its result (the key holds
+    another type: an operator or a key clash wrote it). The run is recorded failed; the record
+    is left as it is."""

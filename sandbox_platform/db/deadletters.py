@@ -1,7 +1,8 @@
 """Dead letters: jobs that will not run again by themselves, stored with the full message.
 
-Reasons: ``retries_exhausted``, ``non_retryable``, ``idempotency_conflict``, ``wrong_mode``,
-``poison`` (killed its worker too often), ``unknown_task``, ``rejected``. Replaying one is an
+Reasons: ``retries_exhausted``, ``non_retryable``, ``idempotency_conflict``, ``bad_record`` (a
+record of the job holds another Redis type), ``wrong_mode``, ``poison`` (killed its worker too
+often), ``unknown_task``, ``rejected``. Replaying one is an
 operation (:mod:`sandbox_platform.ops.deadletters`); reading them for display, arguments
 masked, is :func:`sandbox_platform.ops.records.list_dead_letters`.
 """

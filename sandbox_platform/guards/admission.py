@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import redis
 
+from sandbox_platform.core.errors import CoordinationRecordError
 from sandbox_platform.core.redis_client import is_cluster
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.guards.governor import (
@@ -107,6 +108,16 @@ class AdmissionRequest:
 
     def __bool__(self) -> bool:
         return self.claim_key is not None or bool(self.takes)
+
+
+def record_error(request: AdmissionRequest, prefix: str, exc: Exception) -> CoordinationRecordError:
+    """The error of an admission whose script failed on one of the job's records (a key of
+    another type), naming the records it touches."""
+    named = []
+    if request.claim_key is not None:
+        named.append(f"idempotency record {prefix}:idem:r:{{{request.claim_key}}}")
+    named += [f"governor keys {prefix}:gov:{{{resource}}}:*" for resource, _ in request.takes]
+    return CoordinationRecordError(f"admission failed on {', '.join(named)}: {exc}")
 
 
 def plan_of(request: AdmissionRequest) -> list[Any]:

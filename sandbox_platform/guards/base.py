@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import redis
 
+from sandbox_platform.core.ack_riders import Settlement
 from sandbox_platform.core.context import request_header
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.core.settings import Settings
@@ -177,6 +178,12 @@ class Outcome:
         )
 
     @classmethod
+    def run_failed(cls, error: BaseException) -> Outcome:
+        """Recorded as failed; the body's value stands (it ran, e.g. its result was not
+        stored)."""
+        return cls("done", "failed", error=error, detail=repr(error))
+
+    @classmethod
     def abort(cls, error: BaseException) -> Outcome:
         return cls("abort", "aborted", error=error, record=False)
 
@@ -221,6 +228,8 @@ class Job:
     fencing_token: int | None = None
     #: per-call state of the guards, keyed by guard name (never on the guard itself)
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: the run record waits for this: the job's result stored (with its acknowledgement)
+    record_after: Settlement | None = None
     _result_json: str | None = None
 
     #: this delivery's request (Celery keeps it per thread: taken where the job starts, so

@@ -24,6 +24,7 @@ __all__ = [
     "GovernorDenied",
     "JobDeadLettered",
     "JobFinished",
+    "ResultNotStored",
 ]
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,14 @@ class JobFinished(Event):
 
     state: str = ""
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResultNotStored(Event):
+    """A job ran but its idempotency result was not stored: ``record_key`` could not take it."""
+
+    record_key: str = ""
+    error: str = ""
 
 
 E = TypeVar("E", bound=Event)

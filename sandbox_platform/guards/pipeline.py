@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
+import redis
 import structlog
 from celery.exceptions import Ignore, Reject, Retry
 
@@ -38,9 +37,7 @@ from sandbox_platform.core.context import (
 )
 from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
 from sandbox_platform.core.jobscope import JobScope, job_scope
-from sandbox_platform.core.redaction import redact, redact_value
-from sandbox_platform.db.models import JobRun
-from sandbox_platform.guards.admission import AdmissionRequest, Admitter
+from sandbox_platform.guards.admission import AdmissionRequest, Admitter, record_error
 from sandbox_platform.guards.base import (
     EnqueueCall,
     Guard,
@@ -50,21 +47,20 @@ from sandbox_platform.guards.base import (
     Services,
 )
 from sandbox_platform.guards.deadletter import DeadLetters
-from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered, JobFinished
+from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered
 from sandbox_platform.guards.prefetch import (
     plan_admission,
     prefetched_admission,
     release_prefetched,
 )
 from sandbox_platform.guards.republish import publish_again, retry_or_requeue
+from sandbox_platform.guards.run_records import RESULT_RECORD_LIMIT, RUN_STATES, RunRecords
 from sandbox_platform.guards.time_limits import JobTimeLimitExceeded, ThreadDeadlines, Watched
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
 
 log = structlog.get_logger(__name__)
 
-RUN_STATES = ("succeeded", "failed", "retrying", "deduplicated", "deferred", "dead_lettered")
-RESULT_RECORD_LIMIT = 4096
 _CONTROL_FLOW = (Retry, Ignore, Reject)
 
 
@@ -116,7 +112,7 @@ class Pipeline:
         self._admitter = Admitter(services.redis, services.prefix)
         self._dead_letters = DeadLetters(services)
         self._deadlines = ThreadDeadlines(self._timed_out)
-        self._mode = services.settings.mode.value
+        self._runs = RunRecords(services)
 
         def having(hook: str) -> tuple[Guard, ...]:
             return tuple(g for g in self.guards if _overrides(g, hook))
@@ -256,7 +252,11 @@ class Pipeline:
             _hook(guard, "contribute", guard.contribute, job, request)
         if not request:
             return None
-        admission = prefetched_admission(job, request) or self._admitter.admit_request(request)
+        try:
+            admission = prefetched_admission(job, request) or self._admitter.admit_request(request)
+        except redis.ResponseError as exc:  # one of this job's records: this job only
+            error = record_error(request, self.services.prefix, exc)
+            return Outcome.dead_letter("bad_record", error=error, detail=str(error))
         for guard in self._admitted:
             outcome = _hook(guard, "admitted", guard.admitted, job, admission)
             if outcome is not None:
@@ -284,7 +284,7 @@ class Pipeline:
             with contextlib.suppress(GuardHookError):  # logged; the outcome stands
                 _hook(guard, "after_run", guard.after_run, job, outcome)
         if outcome.record:
-            self._record(job, outcome, current_correlation_id())
+            self._runs.record_when_settled(job, outcome, current_correlation_id())
         handler = _HANDLERS[outcome.kind]
         return handler(self, job, outcome)
 
@@ -347,7 +347,7 @@ class Pipeline:
             job, outcome, watched.message, watched.correlation_id, postpone=False
         ):
             return False  # the database refused it: stored when the job's thread returns
-        self._record(job, outcome, watched.correlation_id)
+        self._runs.record(job, outcome, watched.correlation_id)
         self._emit_dead_lettered(job, outcome, watched.correlation_id)
         return True
 
@@ -374,37 +374,6 @@ class Pipeline:
             },
         }
 
-    def _record(self, job: Job, outcome: Outcome, correlation_id: str | None) -> None:
-        elapsed = time.perf_counter() - job.started
-        result = None
-        succeeded = outcome.state == "succeeded" and outcome.value is not None
-        if succeeded and len(job.result_json(outcome.value)) <= RESULT_RECORD_LIMIT:
-            result = outcome.value
-        error = outcome.error if outcome.kind in ("retry", "dead_letter") else None
-        self.services.recorder.add(
-            JobRun,
-            task_id=job.task_id,
-            task_name=job.name,
-            correlation_id=correlation_id,
-            mode=self._mode,
-            state=outcome.state,
-            attempt=job.attempt,
-            started_at=job.started_at,
-            finished_at=datetime.now(UTC),
-            duration_ms=elapsed * 1000,
-            error=redact_value(repr(error)) if error is not None else None,
-            result=redact(_as_record(result)),
-        )
-        self.services.events.emit(
-            JobFinished(
-                job.name,
-                job.task_id,
-                correlation_id,
-                state=outcome.state,
-                seconds=elapsed,
-            )
-        )
-
 
 _HANDLERS: Mapping[str, Callable[[Pipeline, Job, Outcome], Any]] = MappingProxyType(
     {
@@ -423,9 +392,3 @@ def _timed_out_outcome(limit: float) -> Outcome:
         "other jobs of its worker went on"
     )
     return Outcome.dead_letter("timed_out", detail=detail, failed=True)
-
-
-def _as_record(result: Any) -> dict[str, Any] | None:
-    if result is None or isinstance(result, dict):
-        return result
-    return {"value": result}

@@ -24,6 +24,7 @@ from sandbox_platform.guards.events import (
     Events,
     GovernorDenied,
     JobDeadLettered,
+    ResultNotStored,
 )
 from sandbox_platform.guards.retry import ExhaustedHooks
 from sandbox_platform.ops.alerts import (
@@ -68,6 +69,7 @@ def wire_alert_sources(
     events.subscribe(GovernorDenied, _denied(dispatcher), uid=f"{_UID}.denied")
     events.subscribe(DryRunIntercepted, _intercepted(dispatcher), uid=f"{_UID}.intercepted")
     events.subscribe(AdmissionUnavailable, _unavailable(dispatcher), uid=f"{_UID}.unavailable")
+    events.subscribe(ResultNotStored, _not_stored(dispatcher), uid=f"{_UID}.not_stored")
 
 
 def _dead_lettered(dispatcher: AlertDispatcher) -> Callable[[JobDeadLettered], None]:
@@ -134,6 +136,21 @@ def _unavailable(dispatcher: AlertDispatcher) -> Callable[[AdmissionUnavailable]
             f"governor Redis unreachable: {event.error}",
             key="governor",
             task=event.task,
+        )
+
+    return alert
+
+
+def _not_stored(dispatcher: AlertDispatcher) -> Callable[[ResultNotStored], None]:
+    def alert(event: ResultNotStored) -> None:
+        dispatcher.alert(
+            Severity.ERROR,
+            "result_not_stored",
+            f"{event.task}: idempotency result not stored in {event.record_key!r}: {event.error}",
+            key=event.record_key,
+            task=event.task,
+            task_id=event.task_id,
+            record_key=event.record_key,
         )
 
     return alert

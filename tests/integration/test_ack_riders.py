@@ -106,7 +106,7 @@ def test_the_ack_script_stores_the_result_then_acknowledges(redis_client: redis.
     reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
         keys=["unacked", "unacked_index"], args=[1, record, str(token), '{"ok": 1}', "tag-1"]
     )
-    assert reply == [1]  # one tag acknowledged, no stale completion
+    assert reply == [1, 1]  # one tag acknowledged, its completion stored
     assert redis_client.hlen("unacked") == 0
     claim = IdempotencyStore(redis_client, "sp").claim("ride-ack", FP)
     assert (claim.status, claim.result) == ("done", '{"ok": 1}')
@@ -120,8 +120,26 @@ def test_a_stale_completion_is_refused_and_reported_and_the_ack_still_made(
     reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
         keys=["unacked", "unacked_index"], args=[1, record, str(token + 1), '"late"', "tag-2"]
     )
-    assert reply == [1, record.encode()]
+    assert reply == [1, 0]  # acknowledged; the completion's token was stale
     assert redis_client.hget(record, "state") == b"running"  # the holder's claim untouched
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_a_record_of_another_type_fails_its_completion_only(redis_client: redis.Redis) -> None:
+    """A key that holds a string (an operator, a key clash) fails that completion: the others
+    are stored, the acknowledgements made, the string left as it was."""
+    record, token = _running_claim(redis_client, "ride-ok")
+    broken = "sp:idem:r:{ride-broken}"
+    redis_client.set(broken, "someone else's")
+    redis_client.hset("unacked", mapping={"tag-5": "[]", "tag-6": "[]"})
+    reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
+        keys=["unacked", "unacked_index"],
+        args=[2, broken, "1", '"b"', record, str(token), '"ok"', "tag-5", "tag-6"],
+    )
+    assert reply[0] == 2 and reply[2] == 1
+    assert reply[1].startswith(b"broken: WRONGTYPE")
+    assert redis_client.get(broken) == b"someone else's"
+    assert redis_client.hget(record, "state") == b"done"
     assert redis_client.hlen("unacked") == 0
 
 
@@ -152,8 +170,8 @@ def test_the_fetch_script_stores_riders_before_it_takes_and_reports_stale_ones(
         '"s"',  # two completions, the second stale
         "q.malformed",
     )
-    assert reply[:2] == [1, stale.encode()]  # one stale completion, named
-    assert reply[2:5] == [
+    assert reply[:3] == [2, 1, 0]  # two completions: stored, stale
+    assert reply[3:6] == [
         1,
         1,
         b'{"body": "", "headers": {}, "properties": {"delivery_tag": "t4"}}',

@@ -7,8 +7,8 @@
 -- ARGV[2 .. 1+3c]  c triples: idempotency record key, fencing token, result JSON
 -- ARGV[2+3c ..]    delivery tags
 --
--- Returns the number of tags that were still unacknowledged, then the record keys of the
--- completions whose token was stale (nothing stored for them). The completions' keys are not
+-- Returns the number of tags that were still unacknowledged, then one status per completion
+-- (1 stored, 0 stale token, "broken: <error>": see _claim.lua). The completions' keys are not
 -- in KEYS: the transport sends them only when broker and coordination share one node.
 
 -- @include _common.lua
@@ -16,8 +16,8 @@
 
 local c = tonumber(ARGV[1])
 local out = {0}
-for _, key in ipairs(claim_complete_all(2, c)) do
-  out[#out + 1] = key
+for _, status in ipairs(claim_complete_all(2, c)) do
+  out[#out + 1] = status
 end
 local removed = 0
 for i = 2 + 3 * c, #ARGV do

@@ -27,7 +27,8 @@
 -- ARGV[5+a ..]    c triples: idempotency record key, fencing token, result JSON
 -- ARGV[5+a+3c ..] per queue list, the list that keeps what is not a message ("<queue>.malformed")
 --
--- Returns s, the number of completions whose token was stale, then their s record keys, then
+-- Returns c, then one status per completion (1 stored, 0 stale token, "broken: <error>" when
+-- its record could not take it: that completion only fails, see _claim.lua), then
 -- 8 values per element taken: kind (1 a message, recorded as unacknowledged; 0 an element
 -- that is not one, moved to its malformed list), the 1-based index of its list in KEYS[3 ..],
 -- the element, then the admission {status, token, result, wait_us, resource} (status "" when
@@ -44,7 +45,7 @@ local prefix = ARGV[2]
 local a = tonumber(ARGV[3])
 local c = tonumber(ARGV[4 + a])
 local malformed_at = 4 + a + 3 * c  -- ARGV[malformed_at + k] keeps what KEYS[2 + k] held
-local stale = claim_complete_all(5 + a, c)  -- before the acknowledgements, in the same call
+local statuses = claim_complete_all(5 + a, c)  -- before the acknowledgements, same call
 for i = 4, 3 + a do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[1], ARGV[i])
@@ -89,9 +90,9 @@ end
 
 local now = sp_now_us()
 local now_s = now / 1000000
-local out = {#stale}
-for _, key in ipairs(stale) do
-  out[#out + 1] = key
+local out = {c}
+for _, status in ipairs(statuses) do
+  out[#out + 1] = status
 end
 local got = 0
 for k = 3, #KEYS do

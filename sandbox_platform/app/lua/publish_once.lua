@@ -5,7 +5,8 @@
 -- KEYS[2]  the queue list
 -- ARGV[1]  "<task id> <fingerprint>" of this job
 -- ARGV[2]  ttl of the enqueue-side dedupe in seconds
--- ARGV[3]  the message
+-- ARGV[3]  the message, or "" to mark only (the caller pushes it: kombu's own publish, for a
+--          queue with an expiry or inside a producer.batch())
 --
 -- Returns "" when the message was pushed: no job was marked under the key (this one is now,
 -- in the same atomic step: enq_mark in _claim.lua) or the mark names this same task id (a
@@ -25,5 +26,7 @@ if held ~= '' then
     return held
   end
 end
-redis.call('LPUSH', KEYS[2], ARGV[3])
+if ARGV[3] ~= '' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+end
 return ''

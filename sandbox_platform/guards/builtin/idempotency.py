@@ -184,17 +184,31 @@ class IdempotencyGuard(Guard):
         if key is None or token is None or self.store is None:
             return
         if outcome.state == "succeeded":
-            result = job.result_json(outcome.value)
-            completion = ack_riders.Completion(self.store.keys(key).record, token, result)
-            if ack_riders.attach(job.header(DELIVERY_HEADER), completion):
-                return  # stored with the acknowledgement, in the same script
-            if not self.store.complete(key, token, result):
-                log.warning("idempotency lease lost before completion", key=key)
+            self._complete(job, key, token, job.result_json(outcome.value))
             return
         try:
             self.store.release(key, token)
         except Exception:
             log.exception("could not release idempotency claim", key=key)
+
+    def _complete(self, job: Job, key: str, token: int, result: str) -> None:
+        """Store the job's result in its record: with its acknowledgement when it can ride
+        (the run record waits for it), else now. A record that cannot take it fails this job's
+        run record only (guards/run_records.py)."""
+        assert self.store is not None
+        completion = ack_riders.Completion(self.store.keys(key).record, token, result)
+        if ack_riders.attach(job.header(DELIVERY_HEADER), completion):
+            job.record_after = completion.settlement
+            return
+        try:
+            stored = self.store.complete(key, token, result)
+        except redis.ResponseError as exc:  # the key holds another type: left as it is
+            job.record_after = completion.settlement
+            completion.settle(f"broken: {exc}")
+            log.error("idempotency result not stored", key=key, error=str(exc))
+            return
+        if not stored:
+            log.warning("idempotency lease lost before completion", key=key)
 
 
 #: scratch entry: the fingerprint of the call's arguments (worked out once per job or call)

@@ -98,16 +98,22 @@ local function claim_complete(rec_key, token, result)
 end
 
 -- Completions that ride with acknowledgements (fetch.lua, ack.lua): `count` triples
--- (record key, token, result JSON) in ARGV from index `first`. Returns the record keys whose
--- token was stale (nothing stored for them).
+-- (record key, token, result JSON) in ARGV from index `first`. Returns one status per
+-- completion, in order: 1 stored, 0 stale token (nothing stored), or the error that kept it
+-- from being stored ("broken: ...", e.g. the key holds a string): one bad record fails its own
+-- completion only, never the script, and is left as it is (claim_complete reads before it
+-- writes).
 local function claim_complete_all(first, count)
-  local stale = {}
+  local statuses = {}
   for i = first, first + 3 * (count - 1), 3 do
-    if claim_complete(ARGV[i], ARGV[i + 1], ARGV[i + 2]) == 0 then
-      stale[#stale + 1] = ARGV[i]
+    local ok, stored = pcall(claim_complete, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    if ok then
+      statuses[#statuses + 1] = stored
+    else
+      statuses[#statuses + 1] = 'broken: ' .. sp_error_text(stored)
     end
   end
-  return stale
+  return statuses
 end
 
 -- True when `token` is the running holder's token.

@@ -12,3 +12,11 @@ local function sp_now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+
+-- The text of an error caught by pcall: a failed redis.call gives a table {err = ...}.
+local function sp_error_text(e)
+  if type(e) == 'table' and e['err'] then
+    return tostring(e['err'])
+  end
+  return tostring(e)
+end
