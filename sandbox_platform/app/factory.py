@@ -25,6 +25,7 @@ from sandbox_platform.core.celery_config import celery_config
 from sandbox_platform.core.context import MODE_HEADER
 from sandbox_platform.core.redis_client import celery_url
 from sandbox_platform.core.settings import Settings, load_settings
+from sandbox_platform.core.versions import UNSUPPORTED
 from sandbox_platform.guards.base import Guard
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
 from sandbox_platform.guards.dry_run import DryRunLock
@@ -113,6 +114,8 @@ def _install_safe_consuming(app: Celery, settings: Settings) -> None:
     app.conf.worker_consumer = "sandbox_platform.app.consumer:SafeConsumer"
     broker = str(app.conf.broker_url)
     if broker.split("://", 1)[0] not in ("redis", "rediss"):
+        return
+    if UNSUPPORTED is not None:  # kombu's stock channel; a worker refuses to start
         return
     app.conf.broker_transport = "sandbox_platform.app.transport:Transport"
     if broker == celery_url(str(app.conf.sandbox_platform_redis_url)):

@@ -46,9 +46,12 @@ from celery.utils.log import LOG_LEVELS, LoggingProxy, get_logger
 from sandbox_platform.app.hub import use_ready_aware_hub
 from sandbox_platform.app.thread_pool import PlatformThreadPool
 from sandbox_platform.core.apps import settings_of
+from sandbox_platform.core.errors import SettingsError
+from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.settings import Settings
+from sandbox_platform.core.versions import UNSUPPORTED
 
 __all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
 
@@ -113,6 +116,8 @@ class PlatformWorker(Worker):
     """``celery worker`` for a platform app (see the module's docstring)."""
 
     def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
+        if UNSUPPORTED is not None:
+            settings_error_exit(SettingsError("installed packages", UNSUPPORTED))
         self._sp_json = startup_logging(settings_of(self.app))
         super().on_before_init(quiet=quiet, **kwargs)
 

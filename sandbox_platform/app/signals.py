@@ -43,6 +43,7 @@ from sandbox_platform.core.propagation import install_context_propagation
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import load_settings
+from sandbox_platform.core.versions import UNSUPPORTED, warn_stock_channel
 from sandbox_platform.db.engine import dispose_engines
 from sandbox_platform.guards.egress import install_egress_guard
 from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
@@ -79,6 +80,8 @@ def _on_before_task_publish(
 ) -> None:
     if headers is None:
         return
+    if UNSUPPORTED is not None:
+        warn_stock_channel()
     if not headers.get(CORRELATION_HEADER):
         headers[CORRELATION_HEADER] = current_correlation_id() or new_correlation_id()
     headers[ENQUEUED_HEADER] = time.time()
