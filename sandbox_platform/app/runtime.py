@@ -21,7 +21,8 @@ from celery import Celery
 from sandbox_platform.core.jobscope import current_job, in_child_of_job
 from sandbox_platform.core.redis_client import get_redis, redis_url
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.db.models import DryRunEvent
+from sandbox_platform.db.models import DryRunEvent, JobRun
+from sandbox_platform.db.outbox import RunOutbox
 from sandbox_platform.db.recorder import Recorder
 from sandbox_platform.guards.base import Guard, Services
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
@@ -72,6 +73,9 @@ class Runtime:
         prefix = settings.key_prefix
         events = Events()
         recorder = Recorder(settings.active_database_url)
+        recorder.drain = RunOutbox(
+            client, prefix, settings.mode.value, lambda rows: recorder.insert_new(JobRun, rows)
+        ).drain
         alerts = build_dispatcher(settings, client)
         retry_hooks = ExhaustedHooks()
         wire_alert_sources(alerts, events, retry_hooks)

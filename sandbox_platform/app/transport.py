@@ -19,13 +19,15 @@ finished) is sent at once (``app/lua/ack.lua``). Buffered ones are sent before t
 closes or restores its unacknowledged messages. The guarantees are kombu's: at least once,
 redelivery after the visibility timeout, restore of a dead worker's messages.
 
-**Completions.** When the coordination keys live in the broker's database, a message this
-process delivers carries its tag in ``DELIVERY_HEADER``, and an idempotent job that succeeds
-here attaches its result to that tag (:mod:`sandbox_platform.core.ack_riders`); the result is
-stored by the same script that acknowledges the job (fetch or ack), before the
-acknowledgement. A prefork child, whose parent acknowledges, stores it with its own call. Each
-completion is isolated in the script: one whose record holds another Redis type fails alone
-(its status says so, the job's run record is written ``failed``) and the script goes on.
+**Riders.** When the coordination keys live in the broker's database, a message this
+process delivers carries its tag in ``DELIVERY_HEADER``, and a job that ends here attaches its
+run record (and, idempotent and succeeded, its result) to that tag
+(:mod:`sandbox_platform.core.ack_riders`); the result is stored and the record pushed onto the
+run-record outbox (:mod:`sandbox_platform.db.outbox`) by the same script that acknowledges
+the job (fetch or ack), before the acknowledgement. A prefork child, whose parent
+acknowledges, stores them with its own calls. Each completion is isolated in the script: one
+whose record holds another Redis type fails alone (its status says so, the job's run record
+is pushed ``failed``) and the script goes on.
 
 **Bad elements.** An element of a queue's list that is not a kombu message (raw bytes, not
 JSON) is moved by the script to ``<queue>.malformed`` and handed to the worker's handler (a
@@ -55,7 +57,7 @@ from kombu.utils.json import dumps, loads
 
 from sandbox_platform.app.lua import TRANSPORT_SCRIPTS
 from sandbox_platform.core import ack_riders
-from sandbox_platform.core.ack_riders import Completion
+from sandbox_platform.core.ack_riders import Rider
 from sandbox_platform.core.context import ADMITTED_HEADER, DELIVERY_HEADER
 from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, put_answer
 
@@ -151,9 +153,9 @@ class Channel(kombu_redis.Channel):
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
         self._sent_acks: list[str] = []
-        #: completions riding with the buffered acknowledgements (core/ack_riders.py)
-        self._riders: list[Completion] = []
-        self._sent_riders: list[Completion] = []
+        #: what rides with the buffered acknowledgements (core/ack_riders.py)
+        self._riders: list[Rider] = []
+        self._sent_riders: list[Rider] = []
         self._recorded: set[str] = set()
         self._command: str | None = None
         self._wait_next = False
@@ -322,7 +324,7 @@ class Channel(kombu_redis.Channel):
 
     # -- acknowledgements ----------------------------------------------------------------
 
-    def acknowledge(self, delivery_tag: str, rider: Completion | None = None) -> None:
+    def acknowledge(self, delivery_tag: str, rider: Rider | None = None) -> None:
         """Buffer the acknowledgement (and what rides with it) for the next fetch, or send it
         now (see the module)."""
         chan: Any = self
@@ -334,8 +336,8 @@ class Channel(kombu_redis.Channel):
             return
         self._send_acks([delivery_tag], riders)
 
-    def add_riders(self, riders: Sequence[Completion | None]) -> None:
-        """Completions to store with the next acknowledgements (or flush)."""
+    def add_riders(self, riders: Sequence[Rider | None]) -> None:
+        """Riders to send with the next acknowledgements (or flush)."""
         with self._acks_lock:
             self._riders += [rider for rider in riders if rider is not None]
 
@@ -347,7 +349,7 @@ class Channel(kombu_redis.Channel):
         if acks or riders:
             self._send_acks(acks, riders)
 
-    def _send_acks(self, tags: list[str], riders: list[Completion]) -> None:
+    def _send_acks(self, tags: list[str], riders: list[Rider]) -> None:
         chan: Any = self
         client = self._script_client()
         reply = TRANSPORT_SCRIPTS.get(client, "ack")(
@@ -466,17 +468,19 @@ class Channel(kombu_redis.Channel):
                 client.lrem(f"{queue}.malformed", 1, data)
 
 
-def _settle(riders: Sequence[Completion], reply: list[Any], first: int) -> int:
+def _settle(riders: Sequence[Rider], reply: list[Any], first: int) -> int:
     """Settle each rider with its status in ``reply`` (from index ``first``, one per rider:
-    see ``claim_complete_all``); warn of those not stored. Where the reply goes on."""
+    see ``riders_settle``); warn of those not stored. Where the reply goes on."""
     for rider, status in zip(riders, reply[first : first + len(riders)], strict=True):
         settled = rider.settle(status)
+        if settled is None or settled.stored:
+            continue
         if settled.stale:
-            log.warning("idempotency lease lost before completion", record=rider.record_key)
-        elif not settled.stored:
+            log.warning("idempotency lease lost before completion", record=settled.record_key)
+        else:
             log.error(
                 "idempotency result not stored: its record could not take it",
-                record=rider.record_key,
+                record=settled.record_key,
                 error=settled.error,
             )
     return first + len(riders)

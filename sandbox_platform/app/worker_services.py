@@ -95,6 +95,7 @@ def start_worker_services(hostname: str, app: Celery, runtime: Runtime) -> Worke
         log.info("default governor limits applied", resources=applied)
     services = WorkerServices(runtime, hostname, app)
     services.start()
+    runtime.recorder.start()  # drains the run-record outbox (db/outbox.py) from now on
     return services
 
 

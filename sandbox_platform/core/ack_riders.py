@@ -18,10 +18,15 @@ The registry is per process. The transport *opens* a delivery tag when it hands 
 completion is attached only to a tag that this process opened and has not acknowledged yet
 (:func:`attach` answers False otherwise: a prefork child, where the parent acknowledges, or a
 task acknowledged early); the guard then stores the result itself.
+
+The job's run record rides the same way (:func:`attach_record`): the script that acknowledges
+the job pushes it onto the run-record outbox (``db/outbox.py``), so a job acknowledged has its
+record, even if the worker is killed a moment later.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -29,7 +34,17 @@ from dataclasses import dataclass, field
 
 import structlog
 
-__all__ = ["Completion", "Settled", "Settlement", "attach", "forget_all", "open_delivery", "take"]
+__all__ = [
+    "Completion",
+    "Rider",
+    "Settled",
+    "Settlement",
+    "attach",
+    "attach_record",
+    "forget_all",
+    "open_delivery",
+    "take",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +61,7 @@ class Settled:
 
     @classmethod
     def from_script(cls, record_key: str, status: object) -> Settled:
-        """From a status of ``claim_complete_all`` (1, 0 or ``"broken: ..."``)."""
+        """From a status of ``riders_settle`` (1, 0 or ``"broken: ..."``)."""
         if isinstance(status, bytes):
             status = status.decode(errors="replace")
         if isinstance(status, str) and not status.lstrip("-").isdigit():
@@ -71,6 +86,11 @@ class Settlement:
                 self._callbacks.append(callback)
                 return
         _call(callback, settled)
+
+    def peek(self) -> Settled | None:
+        """How it settled, or None while it has not."""
+        with self._lock:
+            return self._settled
 
     def settle(self, settled: Settled) -> None:
         with self._lock:
@@ -110,12 +130,32 @@ class Completion:
         return settled
 
 
+@dataclass(frozen=True)
+class Rider:
+    """What rides with one delivery's acknowledgement: an idempotency completion, the job's
+    run record (encoded, pushed onto the list ``outbox``: db/outbox.py), or both."""
+
+    completion: Completion | None = None
+    outbox: str = ""
+    record: str = ""
+
+    def args(self) -> list[str]:
+        """The script's ARGV five: record key, token, result ("" x 3 without a completion),
+        outbox key, run record ("" x 2 without one)."""
+        done = self.completion.args() if self.completion is not None else ["", "", ""]
+        return [*done, self.outbox, self.record]
+
+    def settle(self, status: object) -> Settled | None:
+        """Settle the completion (if any) with its status from the script."""
+        return self.completion.settle(status) if self.completion is not None else None
+
+
 #: an opened delivery that nothing rides with yet
-_OPEN = None
+_OPEN = Rider()
 
 _lock = threading.Lock()
-#: delivery tag -> (pid that opened it, attached completion or None)
-_deliveries: dict[str, tuple[int, Completion | None]] = {}
+#: delivery tag -> (pid that opened it, what rides with it)
+_deliveries: dict[str, tuple[int, Rider]] = {}
 
 
 def open_delivery(tag: str) -> None:
@@ -127,30 +167,40 @@ def open_delivery(tag: str) -> None:
 def attach(tag: str | None, completion: Completion) -> bool:
     """Let ``completion`` ride with the acknowledgement of ``tag``. False (nothing attached)
     when this process did not open ``tag`` or has acknowledged it already."""
+    return _ride(tag, lambda rider: dataclasses.replace(rider, completion=completion))
+
+
+def attach_record(tag: str | None, outbox: str, record: str) -> bool:
+    """Let the run record ``record`` ride with the acknowledgement of ``tag``, pushed onto the
+    list ``outbox``. False (nothing attached) as for :func:`attach`."""
+    return _ride(tag, lambda rider: dataclasses.replace(rider, outbox=outbox, record=record))
+
+
+def _ride(tag: str | None, change: Callable[[Rider], Rider]) -> bool:
     if not tag:
         return False
     with _lock:
         entry = _deliveries.get(tag)
         if entry is None or entry[0] != os.getpid():
             return False
-        _deliveries[tag] = (entry[0], completion)
+        _deliveries[tag] = (entry[0], change(entry[1]))
     return True
 
 
-def take(tag: str) -> Completion | None:
+def take(tag: str) -> Rider | None:
     """Close ``tag`` (it is being acknowledged or rejected); what rides with it, if anything."""
     with _lock:
         entry = _deliveries.pop(tag, None)
-    if entry is None or entry[0] != os.getpid():
+    if entry is None or entry[0] != os.getpid() or entry[1] is _OPEN:
         return None
     return entry[1]
 
 
-def forget_all() -> list[Completion]:
+def forget_all() -> list[Rider]:
     """Close every tag this process opened (its channel is closing and restores what it did
-    not acknowledge); the completions attached to them, to store now."""
+    not acknowledge); what rides with them, to send now."""
     pid = os.getpid()
     with _lock:
-        mine = [tag for tag, (owner, _c) in _deliveries.items() if owner == pid]
+        mine = [tag for tag, (owner, _r) in _deliveries.items() if owner == pid]
         riders = [_deliveries.pop(tag)[1] for tag in mine]
-    return [rider for rider in riders if rider is not None]
+    return [rider for rider in riders if rider is not _OPEN]

@@ -10,6 +10,8 @@ exit code 2) and a producer publishes through kombu's stock Redis channel, with 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import celery
 import kombu
@@ -20,13 +22,12 @@ __all__ = ["SUPPORTED", "UNSUPPORTED", "outside_range", "version_tuple", "warn_s
 log = structlog.get_logger(__name__)
 
 #: package -> (lowest supported version, first unsupported version)
-SUPPORTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    "celery": ((5, 7), (5, 8)),
-    "kombu": ((5, 7), (5, 8)),
-}
+SUPPORTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = MappingProxyType(
+    {"celery": ((5, 7), (5, 8)), "kombu": ((5, 7), (5, 8))}
+)
 
 
-_MODULES = {"celery": celery, "kombu": kombu}
+_MODULES = MappingProxyType({"celery": celery, "kombu": kombu})
 
 
 def version_tuple(text: str) -> tuple[int, int]:

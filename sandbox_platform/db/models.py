@@ -64,6 +64,9 @@ class JobRun(Base):
     duration_ms: Mapped[float | None]
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None]
+    #: one per record: ``<task id>:<attempt>`` for a run's final record (one per attempt),
+    #: with a random suffix for a deferral; the run-record outbox drains idempotently on it
+    run_key: Mapped[str | None] = mapped_column(String(120), unique=True)
 
 
 class DryRunEvent(Base):

@@ -18,10 +18,12 @@ import functools
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from sqlalchemy import String, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from sandbox_platform.db.engine import session_scope
@@ -65,6 +67,8 @@ class Recorder:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        #: drains the run-record outbox into the database (db/outbox.py), on the same thread
+        self.drain: Callable[[], int] | None = None
         self.written = 0
         self.dropped = 0
         self.truncated = 0
@@ -89,6 +93,37 @@ class Recorder:
         started by task code, cannot wait for the background thread)."""
         self._write([(model, values)])
         self.written += 1
+
+    def start(self) -> None:
+        """Start the background thread now (a worker: it drains the outbox from its start)."""
+        self._ensure_thread()
+
+    def insert_new(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` now, skipping those whose unique key is there already (the outbox's
+        drain: a row written twice is one row); a row the database refuses is dropped, logged."""
+        columns = set(model.__table__.columns.keys())
+        fitted = [self._fitted(model, {k: v for k, v in r.items() if k in columns}) for r in rows]
+        if not fitted:
+            return
+        try:
+            self._insert_new(model, fitted)
+        except (DataError, IntegrityError):
+            for row in fitted:  # find the one it refuses; the others go in
+                try:
+                    self._insert_new(model, [row])
+                except (DataError, IntegrityError) as exc:
+                    self._refused(model, exc)
+        self.written += len(fitted)
+
+    def _insert_new(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
+        with session_scope(self.database_url) as session:
+            dialect = session.get_bind().dialect.name
+            statement: Any = insert(model)
+            if dialect == "postgresql":
+                statement = postgresql.insert(model).on_conflict_do_nothing()
+            elif dialect == "sqlite":
+                statement = sqlite.insert(model).on_conflict_do_nothing()
+            session.execute(statement, rows)
 
     def pending(self) -> int:
         with self._lock:
@@ -119,12 +154,7 @@ class Recorder:
             try:
                 self._write([row])
             except (DataError, IntegrityError, ProgrammingError) as exc:
-                self.rejected += 1
-                log.error(
-                    "a record the database refuses was dropped",
-                    table=row[0].__tablename__,
-                    error=" ".join(str(exc.orig or exc).split())[:300],
-                )
+                self._refused(row[0], exc)
             except Exception:
                 log.exception("recording rows failed; they stay buffered", rows=len(rows) - index)
                 with self._lock:
@@ -135,6 +165,15 @@ class Recorder:
         self.written += written
         return written
 
+    def _refused(self, model: type[Base], exc: Exception) -> None:
+        self.rejected += 1
+        orig = getattr(exc, "orig", None)
+        log.error(
+            "a record the database refuses was dropped",
+            table=model.__tablename__,
+            error=" ".join(str(orig or exc).split())[:300],
+        )
+
     def close(self) -> None:
         """Stop the thread and write what is left (warm shutdown)."""
         self._stopped.set()
@@ -144,6 +183,8 @@ class Recorder:
             thread.join(timeout=10)
         if os.getpid() == self._pid:
             self.flush()
+            if self.drain is not None:
+                self.drain()
 
     def _write(self, rows: list[tuple[type[Base], dict[str, Any]]]) -> None:
         by_model: dict[type[Base], list[dict[str, Any]]] = defaultdict(list)
@@ -189,3 +230,5 @@ class Recorder:
             self._wake.wait(self.interval)
             self._wake.clear()
             self.flush()
+            if self.drain is not None:
+                self.drain()

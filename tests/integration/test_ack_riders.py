@@ -11,6 +11,7 @@ the acknowledgement in the same call, and one whose token is stale is refused an
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from sandbox_platform.guards.lua import load_script
 from tests.helpers import wait_until
 
 WORKER_APP = "tests.worker_app"
+OUTBOX = "sp:runs:{sandbox}:outbox"
 FP = "f" * 32
 
 
@@ -104,7 +106,8 @@ def test_the_ack_script_stores_the_result_then_acknowledges(redis_client: redis.
     redis_client.hset("unacked", "tag-1", "[]")
     redis_client.zadd("unacked_index", {"tag-1": 1})
     reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
-        keys=["unacked", "unacked_index"], args=[1, record, str(token), '{"ok": 1}', "tag-1"]
+        keys=["unacked", "unacked_index"],
+        args=[1, record, str(token), '{"ok": 1}', "", "", "tag-1"],
     )
     assert reply == [1, 1]  # one tag acknowledged, its completion stored
     assert redis_client.hlen("unacked") == 0
@@ -118,7 +121,8 @@ def test_a_stale_completion_is_refused_and_reported_and_the_ack_still_made(
     record, token = _running_claim(redis_client, "ride-stale")
     redis_client.hset("unacked", "tag-2", "[]")
     reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
-        keys=["unacked", "unacked_index"], args=[1, record, str(token + 1), '"late"', "tag-2"]
+        keys=["unacked", "unacked_index"],
+        args=[1, record, str(token + 1), '"late"', "", "", "tag-2"],
     )
     assert reply == [1, 0]  # acknowledged; the completion's token was stale
     assert redis_client.hget(record, "state") == b"running"  # the holder's claim untouched
@@ -134,13 +138,32 @@ def test_a_record_of_another_type_fails_its_completion_only(redis_client: redis.
     redis_client.hset("unacked", mapping={"tag-5": "[]", "tag-6": "[]"})
     reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
         keys=["unacked", "unacked_index"],
-        args=[2, broken, "1", '"b"', record, str(token), '"ok"', "tag-5", "tag-6"],
+        args=[
+            2,
+            *(broken, "1", '"b"', OUTBOX, json.dumps({"state": "succeeded", "task_id": "b"})),
+            *(record, str(token), '"ok"', OUTBOX, json.dumps({"state": "succeeded"})),
+            *("tag-5", "tag-6"),
+        ],
     )
     assert reply[0] == 2 and reply[2] == 1
     assert reply[1].startswith(b"broken: WRONGTYPE")
     assert redis_client.get(broken) == b"someone else's"
     assert redis_client.hget(record, "state") == b"done"
     assert redis_client.hlen("unacked") == 0
+    failed, stored = (json.loads(row) for row in redis_client.lrange(OUTBOX, 0, -1))
+    assert failed["state"] == "failed" and failed["task_id"] == "b"  # its run record says why
+    assert broken in failed["error"] and "WRONGTYPE" in failed["error"]
+    assert stored == {"state": "succeeded"}
+
+
+def test_a_run_record_rides_without_a_completion(redis_client: redis.Redis) -> None:
+    redis_client.hset("unacked", "tag-7", "[]")
+    row = json.dumps({"state": "dead_lettered", "task_id": "r"})
+    reply = TRANSPORT_SCRIPTS.get(redis_client, "ack")(
+        keys=["unacked", "unacked_index"], args=[1, "", "", "", OUTBOX, row, "tag-7"]
+    )
+    assert reply == [1, 1]
+    assert redis_client.lrange(OUTBOX, 0, -1) == [row.encode()]
 
 
 def test_the_fetch_script_stores_riders_before_it_takes_and_reports_stale_ones(
@@ -162,12 +185,8 @@ def test_the_fetch_script_stores_riders_before_it_takes_and_reports_stale_ones(
         1,
         "tag-3",  # one acknowledgement
         2,
-        fresh,
-        str(token),
-        '"r"',
-        stale,
-        str(old + 5),
-        '"s"',  # two completions, the second stale
+        *(fresh, str(token), '"r"', "", ""),
+        *(stale, str(old + 5), '"s"', "", ""),  # two completions, the second stale
         "q.malformed",
     )
     assert reply[:3] == [2, 1, 0]  # two completions: stored, stale

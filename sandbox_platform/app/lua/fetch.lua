@@ -13,8 +13,9 @@
 -- postponed final failure (the worker decides those first). The worker uses the answer
 -- instead of its own admission round trip.
 --
--- Completions ride along too: the idempotency results of jobs the consumer finished are stored
--- (as idem_complete.lua would) in the same atomic call that acknowledges them.
+-- Riders too: the idempotency results of jobs the consumer finished are stored (as
+-- idem_complete.lua would) and their run records pushed onto the run-record outbox, in the
+-- same atomic call that acknowledges them.
 --
 -- KEYS[1]         the unacked hash (delivery tag -> "[message, exchange, routing key]")
 -- KEYS[2]         the unacked index (sorted set: delivery tag by delivery time, seconds)
@@ -23,12 +24,12 @@
 -- ARGV[2]         the platform's key prefix ("" to admit nothing here)
 -- ARGV[3]         a, the number of acknowledgements that follow
 -- ARGV[4 .. 3+a]  delivery tags to acknowledge
--- ARGV[4+a]       c, the number of completions that follow
--- ARGV[5+a ..]    c triples: idempotency record key, fencing token, result JSON
--- ARGV[5+a+3c ..] per queue list, the list that keeps what is not a message ("<queue>.malformed")
+-- ARGV[4+a]       c, the number of riders that follow
+-- ARGV[5+a ..]    c riders of five values (_riders.lua): a completion, a run record, or both
+-- ARGV[5+a+5c ..] per queue list, the list that keeps what is not a message ("<queue>.malformed")
 --
--- Returns c, then one status per completion (1 stored, 0 stale token, "broken: <error>" when
--- its record could not take it: that completion only fails, see _claim.lua), then
+-- Returns c, then one status per rider (1 stored, 0 stale token, "broken: <error>" when its
+-- record could not take it: that completion only fails, see _riders.lua), then
 -- 8 values per element taken: kind (1 a message, recorded as unacknowledged; 0 an element
 -- that is not one, moved to its malformed list), the 1-based index of its list in KEYS[3 ..],
 -- the element, then the admission {status, token, result, wait_us, resource} (status "" when
@@ -39,13 +40,14 @@
 -- @include _governor.lua
 -- @include _claim.lua
 -- @include _admit.lua
+-- @include _riders.lua
 
 local n = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local a = tonumber(ARGV[3])
 local c = tonumber(ARGV[4 + a])
-local malformed_at = 4 + a + 3 * c  -- ARGV[malformed_at + k] keeps what KEYS[2 + k] held
-local statuses = claim_complete_all(5 + a, c)  -- before the acknowledgements, same call
+local malformed_at = 4 + a + 5 * c  -- ARGV[malformed_at + k] keeps what KEYS[2 + k] held
+local statuses = riders_settle(5 + a, c)  -- before the acknowledgements, same call
 for i = 4, 3 + a do
   redis.call('ZREM', KEYS[2], ARGV[i])
   redis.call('HDEL', KEYS[1], ARGV[i])

@@ -97,25 +97,6 @@ local function claim_complete(rec_key, token, result)
   return 1
 end
 
--- Completions that ride with acknowledgements (fetch.lua, ack.lua): `count` triples
--- (record key, token, result JSON) in ARGV from index `first`. Returns one status per
--- completion, in order: 1 stored, 0 stale token (nothing stored), or the error that kept it
--- from being stored ("broken: ...", e.g. the key holds a string): one bad record fails its own
--- completion only, never the script, and is left as it is (claim_complete reads before it
--- writes).
-local function claim_complete_all(first, count)
-  local statuses = {}
-  for i = first, first + 3 * (count - 1), 3 do
-    local ok, stored = pcall(claim_complete, ARGV[i], ARGV[i + 1], ARGV[i + 2])
-    if ok then
-      statuses[#statuses + 1] = stored
-    else
-      statuses[#statuses + 1] = 'broken: ' .. sp_error_text(stored)
-    end
-  end
-  return statuses
-end
-
 -- True when `token` is the running holder's token.
 local function claim_holds(rec_key, token)
   local r = redis.call('HMGET', rec_key, 'state', 'token')
