@@ -28,7 +28,7 @@ from celery import Task, signals
 from celery.result import AsyncResult
 from kombu import Producer
 
-from sandbox_platform.core.context import MODE_HEADER
+from sandbox_platform.core.context import stamp_mode
 
 __all__ = ["FAST_OPTIONS", "BulkPublisher"]
 
@@ -140,8 +140,8 @@ class BulkPublisher:
         )
         headers.update(options.get("headers") or {})
         settings = getattr(self.app, "platform_settings", None)
-        if settings is not None and MODE_HEADER not in headers:  # as PlatformCelery.send_task
-            headers[MODE_HEADER] = settings.mode.value  # (this app's mode, not the process's)
+        if settings is not None:  # as PlatformCelery.send_task: this app's mode
+            stamp_mode(headers, settings.mode.value)
         return headers, properties, body
 
     def _send(

@@ -22,7 +22,7 @@ from sandbox_platform.app.tracing import install_tracing
 from sandbox_platform.app.transport import ADMIT_OPTION
 from sandbox_platform.core.apps import register_app, unregister_app
 from sandbox_platform.core.celery_config import celery_config
-from sandbox_platform.core.context import MODE_HEADER
+from sandbox_platform.core.context import stamp_mode
 from sandbox_platform.core.redis_client import celery_url
 from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.core.versions import UNSUPPORTED
@@ -42,9 +42,9 @@ class PlatformCelery(Celery):
     platform_guards: tuple[Guard, ...]
 
     def send_task(self, name: str, *args: Any, **options: Any) -> Any:
-        headers = options.get("headers")
-        if not headers or MODE_HEADER not in headers:
-            options["headers"] = {**(headers or {}), MODE_HEADER: self.platform_settings.mode.value}
+        headers = dict(options.get("headers") or {})
+        stamp_mode(headers, self.platform_settings.mode.value)
+        options["headers"] = headers
         return super().send_task(name, *args, **options)
 
     def close(self) -> None:

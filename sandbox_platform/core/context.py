@@ -8,7 +8,7 @@ is wired in :mod:`sandbox_platform.app.signals`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "new_correlation_id",
     "request_header",
     "set_correlation_id",
+    "stamp_mode",
 ]
 
 CORRELATION_HEADER = "sp_correlation_id"
@@ -100,3 +101,9 @@ def bind_correlation_id(correlation_id: str | None = None) -> Iterator[str]:
         yield value
     finally:
         set_correlation_id(previous)
+
+
+def stamp_mode(headers: MutableMapping[str, Any], mode: str) -> None:
+    """The one place a message gets its mode header: the publishing app's ``mode``, unless the
+    message carries one already (a re-publish keeps the job's own)."""
+    headers.setdefault(MODE_HEADER, mode)

@@ -309,7 +309,7 @@ class Guard:
 
     #: a short name for logs and errors
     name: ClassVar[str] = "guard"
-    #: where the guard stands among the others (built-ins use 10..60; lower runs first)
+    #: where the guard stands among the others (built-ins use 5..60; lower runs first)
     order: ClassVar[int] = 100
     #: the task options this guard understands
     options: ClassVar[Mapping[str, Option]] = {}

@@ -1,0 +1,63 @@
+"""docs/architecture.md's lists are the code's: the guard hooks, and the built-in guards with
+their order and module (a guard added, renamed, moved or re-ordered fails this until the docs
+say so too)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import sandbox_platform
+from sandbox_platform.guards.base import Guard
+from sandbox_platform.guards.builtin import BUILTIN_GUARDS
+
+DOCS = Path(sandbox_platform.__file__).resolve().parent.parent / "docs" / "architecture.md"
+
+
+def _table_after(text: str, heading: str) -> list[list[str]]:
+    """The rows (cells, backticks stripped) of the first Markdown table after ``heading``."""
+    after = text.split(heading, 1)[1]
+    rows = []
+    for line in after.splitlines():
+        if line.startswith("|"):
+            rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # without the header and its rule
+
+
+def test_the_hooks_table_lists_every_hook_of_guard() -> None:
+    documented = [row[0] for row in _table_after(DOCS.read_text(), "The hooks (")]
+    hooks = [
+        name
+        for name, member in inspect.getmembers(Guard, inspect.isfunction)
+        if not name.startswith("_")
+    ]
+    assert sorted(documented) == sorted(hooks)
+
+
+def test_the_built_in_table_is_builtin_guards_in_order() -> None:
+    documented = [
+        (int(order), name, module)
+        for order, name, module in _table_after(DOCS.read_text(), "The built-in guards, in")
+    ]
+    actual = [
+        (
+            guard.order,
+            guard.name,
+            "/".join(type(guard).__module__.split(".")[1:]) + ".py",
+        )
+        for guard in BUILTIN_GUARDS
+    ]
+    assert documented == actual
+    assert [order for order, _n, _m in actual] == sorted(order for order, _n, _m in actual)
+
+
+def test_the_order_range_the_docs_state_is_the_built_ins() -> None:
+    text = DOCS.read_text()
+    found = re.search(r"built-ins use (\d+)\u2013(\d+)", text)
+    assert found is not None, "the docs no longer state the built-ins' order range"
+    low, high = int(found[1]), int(found[2])
+    orders = [guard.order for guard in BUILTIN_GUARDS]
+    assert (low, high) == (min(orders), max(orders))
