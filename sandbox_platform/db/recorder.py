@@ -26,7 +26,7 @@ from sqlalchemy import String, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
-from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.engine import get_engine, session_scope
 from sandbox_platform.db.models import Base
 
 __all__ = ["Recorder"]
@@ -116,14 +116,17 @@ class Recorder:
         self.written += len(fitted)
 
     def _insert_new(self, model: type[Base], rows: list[dict[str, Any]]) -> None:
-        with session_scope(self.database_url) as session:
-            dialect = session.get_bind().dialect.name
-            statement: Any = insert(model)
-            if dialect == "postgresql":
-                statement = postgresql.insert(model).on_conflict_do_nothing()
-            elif dialect == "sqlite":
-                statement = sqlite.insert(model).on_conflict_do_nothing()
-            session.execute(statement, rows)
+        """One core ``INSERT .. ON CONFLICT DO NOTHING`` for ``rows`` (no ORM bulk path: the
+        outbox's rows are plain values)."""
+        engine = get_engine(self.database_url)
+        table: Any = model.__table__
+        statement: Any = insert(table)
+        if engine.dialect.name == "postgresql":
+            statement = postgresql.insert(table).on_conflict_do_nothing()
+        elif engine.dialect.name == "sqlite":
+            statement = sqlite.insert(table).on_conflict_do_nothing()
+        with engine.begin() as connection:
+            connection.execute(statement, rows)
 
     def pending(self) -> int:
         with self._lock:
