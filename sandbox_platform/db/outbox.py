@@ -162,6 +162,7 @@ def _decoded(raw: list[Any]) -> list[dict[str, Any]]:
 
 def run_key(task_id: str, attempt: int, *, final: bool) -> str:
     """The run key of a record: one final record per attempt; other records are each their
-    own (a job may be deferred several times in one attempt)."""
+    own (a job may be deferred, or retried after a failed publish, several times in one
+    attempt)."""
     key = f"{task_id}:{attempt}"
     return key if final else f"{key}:{uuid.uuid4().hex[:12]}"

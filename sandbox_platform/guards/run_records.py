@@ -32,11 +32,14 @@ from sandbox_platform.guards.base import Job, Outcome, Services
 from sandbox_platform.guards.events import JobFinished
 from sandbox_platform.guards.events import ResultNotStored as ResultNotStoredEvent
 
-__all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "RunRecords"]
+__all__ = ["FINAL_STATES", "RESULT_RECORD_LIMIT", "RUN_STATES", "RunRecords"]
 
 log = structlog.get_logger(__name__)
 
 RUN_STATES = ("succeeded", "failed", "retrying", "deduplicated", "deferred", "dead_lettered")
+#: the states that end a job: one record of them per attempt (``run_key``); a deferral or a
+#: retry is not one (a retry whose publish failed runs again with the same attempt)
+FINAL_STATES = ("succeeded", "failed", "deduplicated", "dead_lettered")
 #: results longer than this (JSON) are not copied into the run record
 RESULT_RECORD_LIMIT = 4096
 
@@ -111,7 +114,7 @@ class RunRecords:
             "duration_ms": elapsed * 1000,
             "error": redact_value(repr(error)) if error is not None else None,
             "result": redact(_as_record(result)),
-            "run_key": run_key(job.task_id, job.attempt, final=outcome.state != "deferred"),
+            "run_key": run_key(job.task_id, job.attempt, final=outcome.state in FINAL_STATES),
         }
 
     def _keep(self, job: Job, row: dict[str, Any], ride: bool) -> None:

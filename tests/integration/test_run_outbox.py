@@ -15,6 +15,7 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.db.outbox import RunOutbox, encode_row, run_key
 from sandbox_platform.db.recorder import Recorder
+from sandbox_platform.guards.run_records import FINAL_STATES
 
 
 def _row(n: int, state: str = "succeeded") -> dict[str, Any]:
@@ -30,7 +31,7 @@ def _row(n: int, state: str = "succeeded") -> dict[str, Any]:
         "duration_ms": 1.5,
         "error": None,
         "result": {"n": n},
-        "run_key": run_key(f"task-{n}", 1, final=state != "deferred"),
+        "run_key": run_key(f"task-{n}", 1, final=state in FINAL_STATES),
     }
 
 
@@ -70,13 +71,16 @@ def test_a_row_drained_twice_is_one_row(redis_client, database: str) -> None:
         assert run.started_at is not None
 
 
-def test_deferrals_are_each_their_own_record(redis_client, database: str) -> None:
+def test_deferrals_and_retries_are_each_their_own_record(redis_client, database: str) -> None:
+    """A job may be deferred, or retried after its retry's publish failed (same attempt),
+    several times: each is a record; only the final one is one per attempt."""
     outbox = _outbox(redis_client, database)
-    for _ in range(3):
-        outbox.push(_row(1, "deferred"))
+    for state in ("deferred", "deferred", "retrying", "retrying"):
+        outbox.push(_row(1, state))
     outbox.push(_row(1))
+    outbox.push(_row(1, "deduplicated"))  # the same attempt's end, again: not a second one
     outbox.drain()
-    assert _count(database) == 4
+    assert _count(database) == 5
 
 
 def test_one_drainer_at_a_time_and_a_drainer_that_lost_its_lock_trims_nothing(

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sandbox_platform import create_app, load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, Effect, JobRun
+from sandbox_platform.guards.run_records import FINAL_STATES
 from tests.fault_tasks import register_faults
 from tests.helpers import wait_until
 
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.slow
 FAULTS_APP = "tests.faults_app"
 JOBS = 1000
 OVERRIDES = {"visibility_timeout": 10}
-#: the states of a run's final record (a deferral is not one)
-FINAL = ("succeeded", "failed", "retrying", "deduplicated", "dead_lettered")
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def _final_records(url: str) -> Counter[str]:
         return Counter(
             session.scalars(
                 select(JobRun.task_id).where(
-                    JobRun.task_name == "faults.settle", JobRun.state.in_(FINAL)
+                    JobRun.task_name == "faults.settle", JobRun.state.in_(FINAL_STATES)
                 )
             )
         )
