@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sandbox_platform.app.builtin_tasks import HOUSEKEEPING_TASK
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, JobRun, utcnow
+from sandbox_platform.guards.run_records import FINAL_STATES
 from tests.fault_tasks import register_faults
 from tests.helpers import platform_env, wait_until
 
@@ -28,6 +29,12 @@ def _dead_letters(url: str) -> list[DeadLetter]:
         rows = list(session.scalars(select(DeadLetter).order_by(DeadLetter.id)))
         session.expunge_all()
         return rows
+
+
+def _final_runs(url: str) -> int:
+    with session_scope(url) as session:
+        query = select(func.count()).select_from(JobRun).where(JobRun.state.in_(FINAL_STATES))
+        return int(session.scalar(query) or 0)
 
 
 def _age(url: str, model, ids: list[int], days: int) -> None:  # type: ignore[no-untyped-def]
@@ -46,6 +53,9 @@ def test_old_dead_letters_lose_their_arguments_after_their_own_retention(
     for key in ("fails-old", "fails-middle", "fails-new"):
         tasks.always_fails.delay(key)
     wait_until(lambda: len(_dead_letters(sqlite_url)) == 3, timeout=60)
+    # a job's ending run record reaches the database through the outbox, after its dead
+    # letter: age the runs only once every job's ending record is there
+    wait_until(lambda: _final_runs(sqlite_url) == 3, timeout=60)
     old, middle, new = _dead_letters(sqlite_url)
     _age(sqlite_url, DeadLetter, [old.id], days=100)  # past the 90-day default
     _age(sqlite_url, DeadLetter, [middle.id], days=40)  # past the runs' 30 days only
