@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 from sandbox_platform.core.cluster_url import cluster_nodes, is_cluster_url
 from sandbox_platform.core.embedded import (
@@ -30,6 +31,7 @@ from sandbox_platform.core.embedded import (
 from sandbox_platform.core.settings import Settings
 
 __all__ = [
+    "REDIS_ERRORS",
     "broker_redis",
     "celery_url",
     "cluster_client",
@@ -40,6 +42,10 @@ __all__ = [
     "reset_clients",
     "text",
 ]
+
+#: What an unreachable or failing coordination Redis raises: a cluster client's "no node
+#: reachable" (``RedisClusterException``) is not a ``RedisError``.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 
 _lock = threading.Lock()

@@ -33,6 +33,7 @@ from typing import Any
 import redis
 import structlog
 
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.db.lua import OUTBOX_SCRIPTS
 
 __all__ = ["OUTBOX_LIMIT", "RunOutbox", "decode_row", "encode_row", "outbox_key", "run_key"]
@@ -106,7 +107,7 @@ class RunOutbox:
         try:
             if not self.client.set(self.lock_key, token, nx=True, px=LOCK_MS):
                 return 0
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return 0  # Redis unreachable: the rows are there when it is back
         try:
             self._bound()
@@ -146,7 +147,7 @@ class RunOutbox:
             )
 
     def _release(self, token: str) -> None:
-        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+        with contextlib.suppress(*REDIS_ERRORS):  # else it expires by itself
             OUTBOX_SCRIPTS.get(self.client, "outbox_release")(keys=[self.lock_key], args=[token])
 
 

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from sandbox_platform.core.context import FINAL_HEADER
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.db.deadletters import store_dead_letter
 from sandbox_platform.guards.base import Job, Outcome, Services
 from sandbox_platform.guards.republish import publish_again
@@ -64,7 +65,7 @@ class DeadLetters:
             return None
         try:
             stored = self.services.redis.exists(self._marker(job.task_id))
-        except redis.RedisError:
+        except REDIS_ERRORS:
             return None
         if stored:
             log.warning(
@@ -107,7 +108,7 @@ class DeadLetters:
             mark_dead_lettered(
                 self.services.redis, self.services.prefix, job.task_id, outcome.reason
             )
-        except redis.RedisError:
+        except REDIS_ERRORS:
             log.warning("dead letter stored; its redelivery marker could not be set")
         return True
 

@@ -18,7 +18,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import structlog
 
 from sandbox_platform.core import ack_riders
@@ -26,6 +25,7 @@ from sandbox_platform.core.ack_riders import Settled
 from sandbox_platform.core.context import DELIVERY_HEADER
 from sandbox_platform.core.errors import ResultNotStored
 from sandbox_platform.core.redaction import redact, redact_value
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.db.models import JobRun
 from sandbox_platform.db.outbox import RunOutbox, encode_row, run_key
 from sandbox_platform.guards.base import Job, Outcome, Services
@@ -127,7 +127,7 @@ class RunRecords:
             return
         try:
             self._outbox.push(row)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("run record not kept in the outbox; buffered", error=str(exc))
             recorder.add(JobRun, **row)
 

@@ -30,6 +30,7 @@ import redis
 import structlog
 
 from sandbox_platform.core.jobscope import in_child_of_job
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.guards.events import (
     DryRunIntercepted,
@@ -190,7 +191,7 @@ class Metrics:
         pipe.expire(minute_key(self.prefix, minute), MINUTE_TTL_SECONDS)
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("metrics flush failed; counts kept for the next one", error=str(exc))
             with self._lock:
                 for key, amount in counts.items():

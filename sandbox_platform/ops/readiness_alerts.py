@@ -22,7 +22,7 @@ from typing import Protocol
 import redis
 import structlog
 
-from sandbox_platform.core.redis_client import text
+from sandbox_platform.core.redis_client import REDIS_ERRORS, text
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity
 
 __all__ = ["KIND_GO", "KIND_NO_GO", "VerdictAlerts", "verdict_key"]
@@ -69,7 +69,7 @@ class VerdictAlerts:
         state = _state(report.go, report.reasons)
         try:
             raw = self.client.set(self.key, state, ex=VERDICT_TTL_SECONDS, get=True)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("readiness verdict not comparable (Redis)", error=str(exc))
             if not report.go:
                 self._no_go(report.reasons, [], throttle=True)

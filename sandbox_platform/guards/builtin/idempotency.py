@@ -25,7 +25,7 @@ from sandbox_platform.core import ack_riders
 from sandbox_platform.core.context import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
 from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, take_answer
-from sandbox_platform.core.redis_client import is_cluster
+from sandbox_platform.core.redis_client import REDIS_ERRORS, is_cluster
 from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import (
     EnqueueCall,
@@ -271,7 +271,7 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
             reply = dedupe_by_slot(services.redis, keys, args)
         else:
             reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise EnqueueError(
             f"{calls[0].task_name}: Redis unreachable for enqueue dedupe: {exc}"
         ) from None

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sandbox_platform.core.context import current_correlation_id
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.guards import retry
 
 from ._model import Alert, Severity
@@ -22,7 +22,7 @@ from ._throttle import Throttle
 __all__ = ["AlertDispatcher", "Subscription", "connect_retry_exhaustion"]
 
 #: failures of a service a sink writes to (database, Redis, network), not bugs in a sink
-OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, RedisError, OSError)
+OPERATIONAL_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, *REDIS_ERRORS, OSError)
 
 
 def _one_line(exc: BaseException) -> str:

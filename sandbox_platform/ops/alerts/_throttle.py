@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import redis
 import structlog
 
+from sandbox_platform.core.redis_client import REDIS_ERRORS
+
 __all__ = ["Throttle", "ThrottleDecision"]
 
 log = structlog.get_logger("sandbox_platform.alerts")
@@ -97,7 +99,7 @@ class Throttle:
             send, count = self._script(
                 keys=[gate, counter], args=[self._window_ms, self._counter_ttl_ms]
             )
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._redis_down_until = self._clock() + self.redis_retry_seconds
             log.warning(
                 "alert_throttle_unavailable",

@@ -1,0 +1,40 @@
+"""A drain round while the coordination Redis cannot be reached is skipped quietly: the rows
+wait in Redis. A Redis Cluster client with no reachable node raises
+``RedisClusterUnreachableError``, which is not a ``RedisError``: it escaped the drain at a
+worker's exit as a traceback (the cluster tests stop their cluster before the process ends)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError, RedisClusterUnreachableError
+
+from sandbox_platform.db.outbox import RunOutbox
+
+
+class _Unreachable:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> None:
+            self.calls += 1
+            raise self.error
+
+        return fail
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RedisClusterUnreachableError("no node reachable"), ConnectionError("refused")],
+    ids=["cluster", "single"],
+)
+def test_a_drain_round_without_redis_writes_nothing_and_raises_nothing(error: Exception) -> None:
+    client = _Unreachable(error)
+    written: list[Any] = []
+    outbox = RunOutbox(cast(redis.Redis, client), "sp", "sandbox", written.extend)
+    assert outbox.drain() == 0
+    assert client.calls >= 1 and written == []
