@@ -27,7 +27,7 @@ def _redis() -> redis.Redis:
 
 
 def register_broker_tasks(app: Celery) -> SimpleNamespace:
-    app.amqp.queues.select_add(EXPIRING)  # consumed; qualified with the mode (core/queues.py)
+    app.amqp.queues.select_add(EXPIRING)  # consumed; qualified with the mode (broker/queues.py)
 
     @guarded_task(app, name="broker.expiring_once", idempotency_key="{k}", queue="expiring")
     def expiring_once(k: str, runs_key: str) -> str:

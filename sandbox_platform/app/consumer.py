@@ -16,7 +16,7 @@ import structlog
 from celery.worker.consumer import Consumer
 
 from sandbox_platform.app.rejects import dead_letter_message, dead_letter_raw
-from sandbox_platform.app.transport import set_malformed_handler
+from sandbox_platform.broker.transport import set_malformed_handler
 
 __all__ = ["SafeConsumer"]
 

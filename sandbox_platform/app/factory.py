@@ -1,6 +1,6 @@
 """The Celery app factory: the platform's configuration, its guards, its built-in tasks.
 
-The configuration is :func:`~sandbox_platform.core.celery_config.celery_config` (JSON only,
+The configuration is :func:`~sandbox_platform.broker.celery_config.celery_config` (JSON only,
 late acks, prefetch 1, the visibility timeout from settings, ...). Every signal receiver is
 connected in :mod:`sandbox_platform.app.signals`.
 """
@@ -19,13 +19,13 @@ from sandbox_platform.app.programs import PlatformBeat, PlatformWorker
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
 from sandbox_platform.app.tracing import install_tracing
-from sandbox_platform.app.transport import ADMIT_OPTION
+from sandbox_platform.broker.celery_config import celery_config
+from sandbox_platform.broker.transport import ADMIT_OPTION
+from sandbox_platform.broker.versions import UNSUPPORTED
 from sandbox_platform.core.apps import register_app, unregister_app
-from sandbox_platform.core.celery_config import celery_config
 from sandbox_platform.core.context import stamp_mode
 from sandbox_platform.core.redis_client import celery_url
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.core.versions import UNSUPPORTED
 from sandbox_platform.guards.base import Guard
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
 from sandbox_platform.guards.dry_run import DryRunLock
@@ -37,7 +37,7 @@ class PlatformCelery(Celery):
     """A Celery app that knows its platform settings and its guards; its queues are
     qualified with its mode and every message it publishes carries that mode."""
 
-    amqp_cls = "sandbox_platform.core.queues:ModeAMQP"
+    amqp_cls = "sandbox_platform.broker.queues:ModeAMQP"
     platform_settings: Settings
     platform_guards: tuple[Guard, ...]
 
@@ -107,7 +107,7 @@ def _lock_of(ref: weakref.ref[Celery]) -> Callable[[], DryRunLock]:
 
 def _install_safe_consuming(app: Celery, settings: Settings) -> None:
     """Our consumer (a malformed message is dead-lettered, never fatal) and, for a Redis
-    broker, our transport (:mod:`sandbox_platform.app.transport`). When the coordination
+    broker, our transport (:mod:`sandbox_platform.broker.transport`). When the coordination
     keys live in the broker's Redis database (the default), the transport admits jobs with
     the fetch (no admission round trip of its own) and stores idempotency results with the
     acknowledgement."""
@@ -117,7 +117,7 @@ def _install_safe_consuming(app: Celery, settings: Settings) -> None:
         return
     if UNSUPPORTED is not None:  # kombu's stock channel; a worker refuses to start
         return
-    app.conf.broker_transport = "sandbox_platform.app.transport:Transport"
+    app.conf.broker_transport = "sandbox_platform.broker.transport:Transport"
     if broker == celery_url(str(app.conf.sandbox_platform_redis_url)):
         options = dict(app.conf.broker_transport_options or {})
         options[ADMIT_OPTION] = settings.key_prefix

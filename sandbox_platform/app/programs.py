@@ -14,8 +14,8 @@ writes must parse as JSON, so these subclasses (installed by ``PlatformCelery.Wo
 * write Celery's shutdown notes (``worker: Warm shutdown (MainProcess)``) as JSON events;
 * send what task code prints to stdout/stderr through logging (``celery.redirected``).
 
-The worker's event loop is :class:`~sandbox_platform.app.hub.ReadyAwareHub` (kombu's hub,
-which never sleeps in ``poll`` while callbacks are queued: see app/hub.py), and ``--pool
+The worker's event loop is :class:`~sandbox_platform.broker.hub.ReadyAwareHub` (kombu's hub,
+which never sleeps in ``poll`` while callbacks are queued: see broker/hub.py), and ``--pool
 threads`` runs the platform's threads pool (:mod:`sandbox_platform.app.thread_pool`), holding two
 messages per thread (the running job's and the next one, as Dramatiq does).
 
@@ -43,15 +43,15 @@ from celery.apps.worker import Worker
 from celery.concurrency.thread import TaskPool as CeleryThreadPool
 from celery.utils.log import LOG_LEVELS, LoggingProxy, get_logger
 
-from sandbox_platform.app.hub import use_ready_aware_hub
 from sandbox_platform.app.thread_pool import PlatformThreadPool
+from sandbox_platform.broker.hub import use_ready_aware_hub
+from sandbox_platform.broker.versions import UNSUPPORTED
 from sandbox_platform.core.apps import settings_of
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.settings import Settings
-from sandbox_platform.core.versions import UNSUPPORTED
 
 __all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
 
@@ -127,7 +127,7 @@ class PlatformWorker(Worker):
 
     def on_init_blueprint(self) -> None:
         super().on_init_blueprint()
-        use_ready_aware_hub(self)  # before the Hub step builds the event loop (app/hub.py)
+        use_ready_aware_hub(self)  # before the Hub step builds the event loop (broker/hub.py)
         me: Any = self
         if me.pool_cls is CeleryThreadPool:  # --pool threads: the platform's (app/thread_pool.py)
             me.pool_cls = PlatformThreadPool

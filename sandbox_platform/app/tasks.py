@@ -25,9 +25,9 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 from kombu.utils.uuid import uuid
 
-from sandbox_platform.app.bulk import BulkPublisher
 from sandbox_platform.app.runtime import runtime_for
-from sandbox_platform.app.transport import ADMIT_OPTION
+from sandbox_platform.broker.publisher import BulkPublisher
+from sandbox_platform.broker.transport import ADMIT_OPTION
 from sandbox_platform.core.errors import UnknownTaskError
 from sandbox_platform.guards.base import EnqueueCall, Guard, OptionContext
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS

@@ -164,7 +164,9 @@ class PlatformThreadPool(BasePool):
             )
         super().on_stop()
 
-    def _get_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = super()._get_info()  # type: ignore[misc]
+    @property
+    def info(self) -> dict[str, Any]:
+        """What ``celery inspect stats`` shows under ``pool``."""
+        info: dict[str, Any] = dict(super().info)
         info.update({"max-concurrency": self.limit, "threads": self.threads.alive()})
         return info

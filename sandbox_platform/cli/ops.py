@@ -159,7 +159,7 @@ def show_settings(
 
 def broker_url_in_use(settings: Settings) -> str:
     """The broker URL Celery will use, masked; never starts the embedded Redis to say so."""
-    from sandbox_platform.core.celery_config import celery_config
+    from sandbox_platform.broker.celery_config import celery_config
     from sandbox_platform.core.redaction import redact_value
     from sandbox_platform.core.redis_client import celery_url
 

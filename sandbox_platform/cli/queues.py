@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
-from sandbox_platform.core.broker import BrokerKind
+from sandbox_platform.core.broker_kind import BrokerKind
 
 __all__ = ["queues_app"]
 
@@ -28,7 +28,7 @@ def migrate(
     Run it after the 0.1 publishers and workers are stopped (and their unacknowledged jobs
     are back, after the visibility timeout). Running it again is harmless.
     """
-    from sandbox_platform.core.queues import base_name
+    from sandbox_platform.broker.queues import base_name
     from sandbox_platform.core.redis_client import broker_redis
     from sandbox_platform.ops.backlog import known_queues
     from sandbox_platform.ops.legacy_queues import migrate_legacy_queues

@@ -47,7 +47,7 @@ ADMIT_HEADER = "sp_admit"
 #: set only by the transport on delivery, stripped from every message published
 ADMITTED_HEADER = "sp_admitted"
 #: the delivery tag, when this process's transport delivered the message and will acknowledge
-#: it (core/ack_riders.py); set only by the transport on delivery, stripped from every message
+#: it (broker/ack_riders.py); set only by the transport on delivery, stripped from every message
 #: published
 DELIVERY_HEADER = "sp_delivery"
 

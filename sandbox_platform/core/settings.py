@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from sandbox_platform.core.broker import (
+from sandbox_platform.core.broker_kind import (
     REDIS_SCHEMES,
     BrokerKind,
     broker_kind,

@@ -5,7 +5,7 @@ record of a job run by a worker goes to a Redis list, ``{prefix}:runs:{<mode>}:o
 
 * with the acknowledgement itself when the platform's transport delivered the job in this
   process and the coordination keys live on the broker's node (solo and threads pools): the
-  script that acknowledges the job pushes its record (``app/lua/ack.lua``, ``fetch.lua``), so
+  script that acknowledges the job pushes its record (``broker/lua/ack.lua``, ``fetch.lua``), so
   the record exists exactly when the acknowledgement does;
 * otherwise (prefork children, RabbitMQ, a separate coordination Redis) with one ``RPUSH``
   before the job is acknowledged.

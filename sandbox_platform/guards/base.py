@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import redis
 
-from sandbox_platform.core.ack_riders import Settlement
+from sandbox_platform.broker.ack_riders import Settlement
 from sandbox_platform.core.context import request_header
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.core.settings import Settings
@@ -295,7 +295,7 @@ class EnqueueCall:
     #: per-call state of the guards between ``at_enqueue`` and ``at_enqueue_batch``
     scratch: dict[str, Any] = field(default_factory=dict)
     #: the broker is the coordination Redis behind the platform's transport: a guard may
-    #: fold its Redis work into the publish (:mod:`sandbox_platform.core.publish_once`)
+    #: fold its Redis work into the publish (:mod:`sandbox_platform.broker.publish_once`)
     publish_once: bool = False
 
     def add_header(self, name: str, value: Any) -> None:

@@ -4,7 +4,7 @@ A guarded job that runs at once carries the admission it will ask for (``ADMIT_H
 idempotency key, fingerprint, lease, ttl, resources and costs), written at enqueue by the
 guards that contribute to admission — when every one of them can plan at enqueue
 (``Guard.plans_at_enqueue``). The platform's Redis transport runs that admission inside the
-script that fetches the message (``app/lua/fetch.lua``, the same Lua as ``admit.lua``) and
+script that fetches the message (``broker/lua/fetch.lua``, the same Lua as ``admit.lua``) and
 hands the answer over in ``ADMITTED_HEADER``; the pipeline then skips its own admission round
 trip.
 

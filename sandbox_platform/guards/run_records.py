@@ -20,8 +20,8 @@ from typing import Any
 
 import structlog
 
-from sandbox_platform.core import ack_riders
-from sandbox_platform.core.ack_riders import Settled
+from sandbox_platform.broker import ack_riders
+from sandbox_platform.broker.ack_riders import Settled
 from sandbox_platform.core.context import DELIVERY_HEADER
 from sandbox_platform.core.errors import ResultNotStored
 from sandbox_platform.core.redaction import redact, redact_value

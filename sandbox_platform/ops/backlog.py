@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from sandbox_platform.core.broker import BrokerKind
+from sandbox_platform.core.broker_kind import BrokerKind
 from sandbox_platform.core.context import ENQUEUED_HEADER
 from sandbox_platform.core.redis_client import broker_redis
 from sandbox_platform.core.settings import Settings

@@ -1,7 +1,7 @@
 """Draining the queues of 0.1: jobs waiting on an unqualified queue are not stranded.
 
 0.1 published every job to ``sandbox_platform`` (and a task's own ``queue=`` name) whatever
-its mode; this version consumes mode-qualified queues only (:mod:`sandbox_platform.core.queues`).
+its mode; this version consumes mode-qualified queues only (:mod:`sandbox_platform.broker.queues`).
 :func:`migrate_legacy_queue` moves what waits on an old queue to the qualified queue of each
 message's own mode (its ``sp_mode`` header; ``default_mode`` for a message without one), in
 batches of atomic Lua calls, oldest first. Run it (``sandbox-platform queues migrate``) once the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from sandbox_platform.core.queues import MODES, base_name, qualify
+from sandbox_platform.broker.queues import MODES, base_name, qualify
 from sandbox_platform.ops.lua import get_script
 
 __all__ = ["Migration", "migrate_legacy_queue", "migrate_legacy_queues"]

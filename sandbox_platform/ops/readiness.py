@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 import structlog
 from celery import Celery
 
-from sandbox_platform.core.celery_config import bare_app
+from sandbox_platform.broker.celery_config import bare_app
 from sandbox_platform.core.redaction import redact_value
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.guards.dry_run import DryRunLock
@@ -163,7 +163,7 @@ class ReadinessChecker:
     """Runs the readiness checks against ``settings`` (and ``app``'s broker and tasks).
 
     ``app`` None: a bare app with the platform's Celery configuration
-    (:func:`~sandbox_platform.core.celery_config.bare_app`, no tasks) is built only when a
+    (:func:`~sandbox_platform.broker.celery_config.bare_app`, no tasks) is built only when a
     check needs one (broker, worker, config, governor); pass the application's app to check
     its tasks. ``skip`` names checks not to run (they are left out of the report).
     ``on_no_go`` is called with every NO-GO report, ``on_report`` with every report (GO

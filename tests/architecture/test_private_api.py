@@ -1,5 +1,6 @@
-"""Where the package leans on Celery's and kombu's private API: exactly the names below, in
-exactly these modules (docs/architecture.md, "Private Celery and kombu API"). A new use fails
+"""Where the package leans on Celery's and kombu's private API: exactly the names of the broker
+package's allow-list (``sandbox_platform.broker.private_api``), in exactly those modules, all
+inside the broker package (docs/architecture.md, "Private Celery and kombu API"). A new use fails
 this test until it is listed here and there, with pyproject's version range in mind; a use
 that goes away must leave the list too."""
 
@@ -9,33 +10,18 @@ import textwrap
 from pathlib import Path
 
 import sandbox_platform
+from sandbox_platform.broker.private_api import PRIVATE_API
 from tests.architecture.private_api import flatten, private_uses
 
 PACKAGE = Path(sandbox_platform.__file__).resolve().parent
 
-#: module -> the private Celery/kombu names it may use
-ALLOWED: dict[str, set[str]] = {
-    "sandbox_platform.app.bulk": {"_dump_pydantic_arguments", "_get_exec_options"},
-    "sandbox_platform.app.hub": {"_conninfo", "_create_poller", "_ready"},
-    "sandbox_platform.app.thread_pool": {"_get_info"},
-    "sandbox_platform.app.transport": {
-        "_after_fork",
-        "_brpop_read",
-        "_brpop_sent_at",
-        "_brpop_start",
-        "_create_client",
-        "_deliver",
-        "_disconnect_pools",
-        "_expires",
-        "_flush_brpop_reauth",
-        "_get_message_priority",
-        "_in_poll",
-        "_put",
-        "_q_for_pri",
-        "_queue_cycle",
-    },
-    "sandbox_platform.core.queues": {"_add"},
-}
+#: module -> the private Celery/kombu names it may use (the broker package's own list)
+ALLOWED: dict[str, set[str]] = {module: set(names) for module, names in PRIVATE_API.items()}
+
+
+def test_the_allow_list_names_only_the_broker_package() -> None:
+    outside = [module for module in ALLOWED if not module.startswith("sandbox_platform.broker.")]
+    assert outside == [], "private Celery/kombu API belongs in sandbox_platform.broker"
 
 
 def test_private_celery_and_kombu_names_are_used_only_where_listed() -> None:

@@ -1,4 +1,4 @@
-"""Idempotency results stored with the acknowledgement (core/ack_riders.py), on a real Redis
+"""Idempotency results stored with the acknowledgement (broker/ack_riders.py), on a real Redis
 and real workers.
 
 A solo worker of the platform's transport stores an idempotent job's result in the script that
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import pytest
 import redis
 
-from sandbox_platform.app.lua import TRANSPORT_SCRIPTS
+from sandbox_platform.broker.lua import TRANSPORT_SCRIPTS
 from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.guards.lua import load_script
 from tests.helpers import wait_until

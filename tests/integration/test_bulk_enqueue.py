@@ -232,7 +232,7 @@ def test_a_bulk_enqueue_inside_a_task_carries_its_parent(guarded, redis_client) 
 def test_the_direct_path_stands_aside_in_eager_mode(guarded, platform_app) -> None:
     """Eager mode, sent events and custom routes are Celery's to handle: every job of the
     batch then goes through ``apply_async``."""
-    from sandbox_platform.app.bulk import BulkPublisher
+    from sandbox_platform.broker.publisher import BulkPublisher
 
     with platform_app.producer_or_acquire() as producer:
         assert BulkPublisher(guarded.write_order, producer).enabled
@@ -336,7 +336,7 @@ def test_a_direct_single_publish_is_retried_on_a_connection_error_as_celery_retr
     fails with a connection error (injected once into the real transport), kombu's retry
     policy sends it again and it is queued once; with ``task_publish_retry`` off the error
     reaches the caller (Celery's documented behaviour)."""
-    from sandbox_platform.app import transport
+    from sandbox_platform.broker import transport
 
     guarded.write_order.apply_async(("first",))  # the route's first publish (Celery's path)
     redis_client.flushdb()

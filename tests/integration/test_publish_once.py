@@ -1,4 +1,4 @@
-"""The enqueue-side dedupe folded into the publish (``core/publish_once.py``), against a real
+"""The enqueue-side dedupe folded into the publish (``broker/publish_once.py``), against a real
 Redis: one round trip per idempotent ``delay``, the key and the message written together, a
 duplicate answered with the first job's id and a conflict raised — with nothing pushed."""
 

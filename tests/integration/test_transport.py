@@ -15,10 +15,10 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from sandbox_platform.app import transport
+from sandbox_platform.broker import transport
 from tests.helpers import wait_until
 
-TRANSPORT = "sandbox_platform.app.transport:Transport"
+TRANSPORT = "sandbox_platform.broker.transport:Transport"
 QUEUE = "transport-test"
 
 

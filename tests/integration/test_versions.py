@@ -1,4 +1,4 @@
-"""Celery or kombu outside the supported range (core/versions.py), in real processes: a
+"""Celery or kombu outside the supported range (broker/versions.py), in real processes: a
 worker refuses to start in one line with exit code 2; a producer publishes through kombu's
 stock Redis channel with one warning, and a worker of a supported version runs its job."""
 

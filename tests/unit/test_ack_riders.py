@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from sandbox_platform.core import ack_riders
-from sandbox_platform.core.ack_riders import Completion, Rider, Settled
+from sandbox_platform.broker import ack_riders
+from sandbox_platform.broker.ack_riders import Completion, Rider, Settled
 
 DONE = Completion("sp:idem:r:{k}", 7, '{"ok": true}')
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from sandbox_platform.core.broker import BrokerKind, broker_kind
-from sandbox_platform.core.celery_config import celery_config
+from sandbox_platform.broker.celery_config import celery_config
+from sandbox_platform.core.broker_kind import BrokerKind, broker_kind
 from sandbox_platform.core.errors import CountdownTooLongError, SettingsError
 from sandbox_platform.core.redis_client import celery_url
 from sandbox_platform.core.settings import load_settings

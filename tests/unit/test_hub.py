@@ -1,5 +1,5 @@
 """The worker's event loop runs a callback that a ready callback queued without first sleeping
-in ``poll`` (app/hub.py: the stall of a RabbitMQ worker between jobs)."""
+in ``poll`` (broker/hub.py: the stall of a RabbitMQ worker between jobs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from kombu.asynchronous import get_event_loop, set_event_loop
 
-from sandbox_platform.app.hub import ReadyAwareHub, use_ready_aware_hub
+from sandbox_platform.broker.hub import ReadyAwareHub, use_ready_aware_hub
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import kombu
 import pytest
 
-from sandbox_platform.core import versions
+from sandbox_platform.broker import versions
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 

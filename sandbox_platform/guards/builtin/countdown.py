@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox_platform.core.broker import BrokerKind
+from sandbox_platform.core.broker_kind import BrokerKind
 from sandbox_platform.core.errors import CountdownTooLongError, InvalidDelayError
 from sandbox_platform.core.settings import ENV_PREFIX
 from sandbox_platform.guards.base import EnqueueCall, Guard

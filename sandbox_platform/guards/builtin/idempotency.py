@@ -9,7 +9,7 @@ In the worker the claim joins the one admission round trip: ``done`` returns the
 result, ``in_flight`` re-queues the message until the holder's lease ends, ``conflict``
 dead-letters the job; after the run the result is stored (success) or the claim released.
 The result rides with the job's acknowledgement when the transport can carry it (one round
-trip for both: core/ack_riders.py), else it is stored with its own call.
+trip for both: broker/ack_riders.py), else it is stored with its own call.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import redis
 import structlog
 
-from sandbox_platform.core import ack_riders
+from sandbox_platform.broker import ack_riders
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, take_answer
 from sandbox_platform.core.context import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
-from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, take_answer
 from sandbox_platform.core.redis_client import REDIS_ERRORS, is_cluster
 from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import (

@@ -4,7 +4,7 @@ scheme). Publishing is kombu's; consuming is leaner and safer.
 
 **Fetch.** kombu takes a message with ``BRPOP`` and then records it as unacknowledged with a
 second command (a ``MULTI``/``EXEC`` pipeline); if Redis dies between the two, that message
-is gone. Here one Lua call (``app/lua/fetch.lua``) takes the message *and* records it, and
+is gone. Here one Lua call (``broker/lua/fetch.lua``) takes the message *and* records it, and
 carries the consumer's pending acknowledgements along: when busy, a job costs one round trip
 to the broker where kombu needs three (pop, record, acknowledge). When a fetch finds nothing,
 the consumer waits with ``BLMOVE <queue> <queue> RIGHT RIGHT <timeout>`` — a blocking wait
@@ -15,14 +15,14 @@ waits up to that long).
 **Acknowledgements.** An acknowledgement made while no command is in flight on the consumer's
 connection (the solo pool: the job ran inside the delivery) is buffered and sent with the
 next fetch, which follows at once; one made while the consumer waits (prefork: a child
-finished) is sent at once (``app/lua/ack.lua``). Buffered ones are sent before the channel
+finished) is sent at once (``broker/lua/ack.lua``). Buffered ones are sent before the channel
 closes or restores its unacknowledged messages. The guarantees are kombu's: at least once,
 redelivery after the visibility timeout, restore of a dead worker's messages.
 
 **Riders.** When the coordination keys live in the broker's database, a message this
 process delivers carries its tag in ``DELIVERY_HEADER``, and a job that ends here attaches its
 run record (and, idempotent and succeeded, its result) to that tag
-(:mod:`sandbox_platform.core.ack_riders`); the result is stored and the record pushed onto the
+(:mod:`sandbox_platform.broker.ack_riders`); the result is stored and the record pushed onto the
 run-record outbox (:mod:`sandbox_platform.db.outbox`) by the same script that acknowledges
 the job (fetch or ack), before the acknowledgement. A prefork child, whose parent
 acknowledges, stores them with its own calls. Each completion is isolated in the script: one
@@ -42,7 +42,7 @@ instead of a new ``redis.Redis`` per command.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from queue import Empty
 from time import monotonic
@@ -55,13 +55,28 @@ from kombu.transport.virtual import base as virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from sandbox_platform.app.lua import TRANSPORT_SCRIPTS
-from sandbox_platform.core import ack_riders
-from sandbox_platform.core.ack_riders import Rider
-from sandbox_platform.core.context import ADMITTED_HEADER, DELIVERY_HEADER
-from sandbox_platform.core.publish_once import PUBLISH_ONCE_HEADER, put_answer
+from sandbox_platform.broker import ack_riders
+from sandbox_platform.broker.ack_riders import Rider
+from sandbox_platform.broker.fetch_reply import (
+    MalformedHandler,
+    hand_over_malformed,
+    set_delivery_headers,
+    set_malformed_handler,
+    settle_riders,
+)
+from sandbox_platform.broker.kombu_api import internals
+from sandbox_platform.broker.lua import TRANSPORT_SCRIPTS
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, put_answer
 
-__all__ = ["ADMIT_OPTION", "LEAN_OPTION", "Channel", "QoS", "Transport", "set_malformed_handler"]
+__all__ = [
+    "ADMIT_OPTION",
+    "LEAN_OPTION",
+    "Channel",
+    "MalformedHandler",
+    "QoS",
+    "Transport",
+    "set_malformed_handler",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -71,45 +86,9 @@ LEAN_OPTION = "sandbox_platform_lean"
 #: broker's Redis database (then the fetch admits jobs too); absent or "": it does not
 ADMIT_OPTION = "sandbox_platform_admit_prefix"
 
-#: the handler of undecodable elements: (queue, raw, error)
-MalformedHandler = Callable[[str, bytes, BaseException], None]
-#: where a transport keeps its handler (set by the worker's consumer on its connection)
-_HANDLER_ATTRIBUTE = "sp_malformed_handler"
-
 _FETCH, _WAIT = "FETCH", "WAIT"
 #: values per element in the fetch script's reply
 _FIELDS = 8
-
-
-def _set_admission(
-    payload: dict[str, Any], admission: list[Any] | None, delivery: str | None = None
-) -> None:
-    """Only this transport sets the admitted and delivery headers: whatever a message carried
-    is dropped, and the fetch script's admission (if it made one) and ``delivery`` (the tag,
-    when completions may ride with its acknowledgement) are put in their place."""
-    headers = payload.get("headers")
-    if not isinstance(headers, dict):
-        return
-    headers.pop(ADMITTED_HEADER, None)
-    headers.pop(DELIVERY_HEADER, None)
-    if delivery:
-        headers[DELIVERY_HEADER] = delivery
-    if admission and admission[0]:
-        status, token, result, wait_us, resource = admission
-        headers[ADMITTED_HEADER] = [
-            bytes_to_str(status),
-            int(token),
-            bytes_to_str(result),
-            int(wait_us),
-            bytes_to_str(resource),
-        ]
-
-
-def set_malformed_handler(transport: Any, handler: MalformedHandler | None) -> None:
-    """Set (or with None, clear) the handler of undecodable queue elements of one connection's
-    ``transport`` (the consumer that owns the connection sets it)."""
-    if isinstance(transport, Transport):
-        setattr(transport, _HANDLER_ATTRIBUTE, handler)
 
 
 class QoS(kombu_redis.QoS):
@@ -153,7 +132,7 @@ class Channel(kombu_redis.Channel):
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
         self._sent_acks: list[str] = []
-        #: what rides with the buffered acknowledgements (core/ack_riders.py)
+        #: what rides with the buffered acknowledgements (broker/ack_riders.py)
         self._riders: list[Rider] = []
         self._sent_riders: list[Rider] = []
         self._recorded: set[str] = set()
@@ -172,7 +151,7 @@ class Channel(kombu_redis.Channel):
             yield client
             return
         if self._sync is None:
-            chan: Any = self
+            chan = internals(self)
             self._sync = chan._create_client()
         yield self._sync
 
@@ -192,7 +171,7 @@ class Channel(kombu_redis.Channel):
         return self._lean
 
     def _decide_lean(self) -> bool:
-        chan: Any = self
+        chan = internals(self)
         if not self.sandbox_platform_lean or chan.global_keyprefix:
             return False
         try:
@@ -204,7 +183,7 @@ class Channel(kombu_redis.Channel):
         return (major, minor) >= (6, 2)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        chan: Any = self
+        chan = internals(self)
         if not self._lean_ok():
             kombu_redis.Channel._brpop_start(chan, timeout)  # type: ignore[attr-defined]
             return
@@ -226,8 +205,8 @@ class Channel(kombu_redis.Channel):
         self._command = _FETCH
         connection.send_command(*self._fetch_command(queues))
 
-    def _fetch_command(self, queues: list[str]) -> list[Any]:
-        chan: Any = self
+    def _fetch_command(self, queues: Sequence[str]) -> list[Any]:
+        chan = internals(self)
         steps = chan.priority_steps
         self._fetch_queues = [queue for _pri in steps for queue in queues]
         keys = [chan._q_for_pri(queue, pri) for pri in steps for queue in queues]
@@ -261,7 +240,7 @@ class Channel(kombu_redis.Channel):
     def _brpop_read(self, **options: Any) -> bool:
         if not self._lean_ok():
             return self._stock_read(**options)
-        chan: Any = self
+        chan = internals(self)
         command, self._command = self._command, None
         try:
             try:
@@ -285,7 +264,7 @@ class Channel(kombu_redis.Channel):
             self._wait_next = False
             raise Empty()
         riders, self._sent_acks, self._sent_riders = self._sent_riders, [], []
-        elements = _settle(riders, reply, 1)
+        elements = settle_riders(riders, reply, 1)
         if len(reply) <= elements:
             self._wait_next = True
             raise Empty()
@@ -294,7 +273,7 @@ class Channel(kombu_redis.Channel):
         return True
 
     def _deliver_fetched(self, reply: list[Any], first: int) -> None:
-        chan: Any = self
+        chan = internals(self)
         last = None
         rides = bool(self.sandbox_platform_admit_prefix)  # records on the broker's node
         for i in range(first, len(reply), _FIELDS):
@@ -306,7 +285,7 @@ class Channel(kombu_redis.Channel):
                 continue
             payload = loads(bytes_to_str(item))
             tag = payload["properties"]["delivery_tag"]
-            _set_admission(payload, reply[i + 3 : i + _FIELDS], tag if rides else None)
+            set_delivery_headers(payload, reply[i + 3 : i + _FIELDS], tag if rides else None)
             self._recorded.add(tag)
             if rides:
                 ack_riders.open_delivery(tag)
@@ -327,7 +306,7 @@ class Channel(kombu_redis.Channel):
     def acknowledge(self, delivery_tag: str, rider: Rider | None = None) -> None:
         """Buffer the acknowledgement (and what rides with it) for the next fetch, or send it
         now (see the module)."""
-        chan: Any = self
+        chan = internals(self)
         riders = [rider] if rider is not None else []
         if self._lean and (not chan._in_poll or self._command == _FETCH):
             with self._acks_lock:
@@ -350,13 +329,13 @@ class Channel(kombu_redis.Channel):
             self._send_acks(acks, riders)
 
     def _send_acks(self, tags: list[str], riders: list[Rider]) -> None:
-        chan: Any = self
+        chan = internals(self)
         client = self._script_client()
         reply = TRANSPORT_SCRIPTS.get(client, "ack")(
             keys=[chan.unacked_key, chan.unacked_index_key],
             args=[len(riders), *(arg for rider in riders for arg in rider.args()), *tags],
         )
-        _settle(riders, reply, 1)
+        settle_riders(riders, reply, 1)
 
     def _requeue_sent_acks(self) -> None:
         """A fetch failed: its acknowledgements (and completions) may not have been applied;
@@ -383,8 +362,8 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         """kombu's ``_put``; a message with ``PUBLISH_ONCE_HEADER`` is pushed only if its
-        idempotency key was free, in one script (:mod:`sandbox_platform.core.publish_once`)."""
-        chan: Any = self
+        idempotency key was free, in one script (:mod:`sandbox_platform.broker.publish_once`)."""
+        chan = internals(self)
         headers = message.get("headers")
         once = headers.pop(PUBLISH_ONCE_HEADER, None) if isinstance(headers, dict) else None
         if once is None:
@@ -419,7 +398,7 @@ class Channel(kombu_redis.Channel):
     # -- kombu's BRPOP consumer, with bad elements dead-lettered -------------------------
 
     def _stock_read(self, **options: Any) -> bool:
-        chan: Any = self
+        chan = internals(self)
         try:
             try:
                 dest__item = chan.client.parse_response(chan.client.connection, "BRPOP", **options)
@@ -436,7 +415,7 @@ class Channel(kombu_redis.Channel):
             except (ValueError, TypeError) as exc:
                 self._on_malformed(dest, item, exc, kept=False)
                 return True
-            _set_admission(payload, None)
+            set_delivery_headers(payload, None)
             chan.connection._deliver(payload, dest)
             return True
         finally:
@@ -446,44 +425,8 @@ class Channel(kombu_redis.Channel):
                 flush()
 
     def _on_malformed(self, queue: str, raw: Any, error: BaseException, *, kept: bool) -> None:
-        """Dead-letter an element that is not a message. ``kept``: it is already in
-        ``<queue>.malformed`` (the fetch script put it there) and leaves it once stored."""
-        data = raw if isinstance(raw, bytes) else str(raw).encode()
-        chan: Any = self
-        handler: MalformedHandler | None = getattr(chan.connection, _HANDLER_ATTRIBUTE, None)
-        try:
-            if handler is None:
-                raise RuntimeError("no handler for undecodable messages")
-            handler(queue, data, error)
-        except Exception:
-            log.exception(
-                "an undecodable message could not be dead-lettered; kept aside", queue=queue
-            )
-            if not kept:
-                with self.conn_or_acquire() as client:
-                    client.lpush(f"{queue}.malformed", data)
-            return
-        if kept:
-            with self.conn_or_acquire() as client:
-                client.lrem(f"{queue}.malformed", 1, data)
-
-
-def _settle(riders: Sequence[Rider], reply: list[Any], first: int) -> int:
-    """Settle each rider with its status in ``reply`` (from index ``first``, one per rider:
-    see ``riders_settle``); warn of those not stored. Where the reply goes on."""
-    for rider, status in zip(riders, reply[first : first + len(riders)], strict=True):
-        settled = rider.settle(status)
-        if settled is None or settled.stored:
-            continue
-        if settled.stale:
-            log.warning("idempotency lease lost before completion", record=settled.record_key)
-        else:
-            log.error(
-                "idempotency result not stored: its record could not take it",
-                record=settled.record_key,
-                error=settled.error,
-            )
-    return first + len(riders)
+        with self.conn_or_acquire() as client:
+            hand_over_malformed(internals(self).connection, client, queue, raw, error, kept=kept)
 
 
 class Transport(kombu_redis.Transport):

@@ -3,7 +3,7 @@
 Each default is a decision of the design record (``docs/architecture.md``): JSON only (pickle
 refused), late acks with ``reject_on_worker_lost`` (at-least-once), prefetch 1, the broker's
 visibility timeout from settings, connection retry at start-up, no result backend unless one
-is configured; every queue qualified with the mode (:mod:`sandbox_platform.core.queues`).
+is configured; every queue qualified with the mode (:mod:`sandbox_platform.broker.queues`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 from celery import Celery
 
-from sandbox_platform.core.broker import BrokerKind, broker_kind
-from sandbox_platform.core.queues import ModeAMQP
+from sandbox_platform.broker.queues import ModeAMQP
+from sandbox_platform.core.broker_kind import BrokerKind, broker_kind
 from sandbox_platform.core.redis_client import celery_url, redis_url
 from sandbox_platform.core.settings import Settings
 
@@ -77,7 +77,7 @@ def _amqp_transport_options() -> dict[str, Any]:
     """RabbitMQ has no visibility timeout: a lost connection hands back what it held at once;
     its consumer timeout bounds how long a delivery may stay unacknowledged
     (``Settings.redelivery_timeout``). No publisher confirms (``confirm_publish`` is off): the
-    solo worker's stall once blamed on them came from kombu's event loop (app/hub.py)."""
+    solo worker's stall once blamed on them came from kombu's event loop (broker/hub.py)."""
     return {}
 
 

@@ -1,4 +1,4 @@
--- _riders.lua: what rides with acknowledgements (fetch.lua, ack.lua; core/ack_riders.py).
+-- _riders.lua: what rides with acknowledgements (fetch.lua, ack.lua; broker/ack_riders.py).
 -- Needs _common.lua and _claim.lua included before it.
 --
 -- A rider is five ARGV values: idempotency record key, fencing token, result JSON (all "" when

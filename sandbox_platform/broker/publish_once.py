@@ -6,7 +6,7 @@ key (the ``tid`` field of the key's record ``{prefix}:idem:r:{key}``). Done by i
 one script round trip before the publish. When the broker is the coordination Redis, the
 idempotency guard instead puts ``[record key, "<task id> <fingerprint>", ttl]`` in the
 message's ``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out and runs one
-script (``app/lua/publish_once.lua``): if no job is marked it marks this one *and* pushes the
+script (``broker/lua/publish_once.lua``): if no job is marked it marks this one *and* pushes the
 message; if the mark names the same task id (a retry or a deferral publishes the job again)
 the message is pushed; otherwise nothing is pushed. The *answer* (``""`` when the message was
 pushed, else what the record holds) is kept here per task id for the guard to read after the

@@ -5,7 +5,7 @@ An idempotent job that succeeds stores its result in its idempotency record (the
 very process (the solo pool: the job runs inside the delivery) and the idempotency records live
 on the broker's Redis node, both happen in one script: the idempotency guard *attaches* its
 completion to the delivery, and the transport sends it with the acknowledgement
-(``app/lua/fetch.lua`` or ``ack.lua``: result stored, then acknowledged, atomically).
+(``broker/lua/fetch.lua`` or ``ack.lua``: result stored, then acknowledged, atomically).
 
 Nothing is weaker than two calls: the result is stored before (and with) the acknowledgement,
 so a job redelivered after a crash finds it ``done`` exactly when it would have before; a crash
