@@ -7,20 +7,17 @@ message is one line naming the variable, which the CLI prints before exiting wit
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from sandbox_platform.core.broker_kind import (
@@ -31,6 +28,7 @@ from sandbox_platform.core.broker_kind import (
     check_redis_url,
 )
 from sandbox_platform.core.cluster_url import CLUSTER_SCHEMES, check_cluster_url, is_cluster_url
+from sandbox_platform.core.database_identity import database_identity
 from sandbox_platform.core.errors import IsolationError, SettingsError
 from sandbox_platform.core.redaction import MASK, redact_value
 
@@ -46,9 +44,7 @@ __all__ = [
 
 ENV_PREFIX = "SANDBOX_PLATFORM_"
 
-_DEFAULT_PORTS = MappingProxyType({"postgresql": 5432, "mysql": 3306, "mariadb": 3306})
 _ENFORCE_ISOLATION: ContextVar[bool] = ContextVar("sp_enforce_isolation", default=True)
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", ""})
 
 
 class Mode(StrEnum):
@@ -389,40 +385,6 @@ def _shown(key: str, text: str) -> str:
         parts = urlsplit(text)
         return f"{parts.scheme}://{parts.hostname}{'/' + MASK if parts.path.strip('/') else ''}"
     return redact_value(text)
-
-
-def _is_this_machine(host: str) -> bool:
-    """Loopback addresses (all of 127.0.0.0/8, ::1) and this machine's own names."""
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
-    return host in names or host.split(".", 1)[0] in {n.split(".", 1)[0] for n in names}
-
-
-def database_identity(url_text: str) -> tuple[str, ...]:
-    """Normalise a database URL to what identifies the database itself.
-
-    Driver, user, password and query are dropped; loopback addresses (127.0.0.0/8, ::1) and
-    this machine's own host names are one host; the default port is filled in; SQLite paths
-    are made absolute. ``:memory:`` is unique.
-    """
-    url: URL = make_url(url_text)
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        database = url.database or ":memory:"
-        if database == ":memory:" or database.startswith("file::memory:"):
-            return ("sqlite", ":memory:", str(id(url)))
-        return ("sqlite", str(Path(database).expanduser().resolve()))
-    host = (url.host or "localhost").lower()
-    if _is_this_machine(host):
-        host = "loopback"
-    port = url.port or _DEFAULT_PORTS.get(backend, 0)
-    return (backend, host, str(port), url.database or "")
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
