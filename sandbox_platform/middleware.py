@@ -2,9 +2,12 @@
 
     from sandbox_platform.middleware import RequestIdMiddleware, WSGIRequestIdMiddleware
 
-A re-export only: see :mod:`sandbox_platform.app.request_middleware`.
+A re-export only: see :mod:`sandbox_platform.integrations.request_middleware`.
 """
 
-from sandbox_platform.app.request_middleware import RequestIdMiddleware, WSGIRequestIdMiddleware
+from sandbox_platform.integrations.request_middleware import (
+    RequestIdMiddleware,
+    WSGIRequestIdMiddleware,
+)
 
 __all__ = ["RequestIdMiddleware", "WSGIRequestIdMiddleware"]

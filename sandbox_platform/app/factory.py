@@ -18,7 +18,6 @@ from sandbox_platform.app.builtin_tasks import register_builtin_tasks
 from sandbox_platform.app.programs import PlatformBeat, PlatformWorker
 from sandbox_platform.app.runtime import forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
-from sandbox_platform.app.tracing import install_tracing
 from sandbox_platform.broker.celery_config import celery_config
 from sandbox_platform.broker.transport import ADMIT_OPTION
 from sandbox_platform.broker.versions import UNSUPPORTED
@@ -29,6 +28,7 @@ from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.guards.base import Guard
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
 from sandbox_platform.guards.dry_run import DryRunLock
+from sandbox_platform.integrations.tracing import install_tracing
 
 __all__ = ["PlatformCelery", "create_app", "release_app"]
 

@@ -29,9 +29,9 @@ def migrate(
     are back, after the visibility timeout). Running it again is harmless.
     """
     from sandbox_platform.broker.queues import base_name
+    from sandbox_platform.compat.legacy_queues import migrate_legacy_queues
     from sandbox_platform.core.redis_client import broker_redis
     from sandbox_platform.ops.backlog import known_queues
-    from sandbox_platform.ops.legacy_queues import migrate_legacy_queues
 
     settings = cli_settings()
     if settings.broker_kind is BrokerKind.RABBITMQ:

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from sandbox_platform.app import tracing
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.settings import load_settings
+from sandbox_platform.integrations import tracing
 
 
 def test_off_by_default(sqlite_url: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from sandbox_platform.broker.queues import MODES, base_name, qualify
-from sandbox_platform.ops.lua import get_script
+from sandbox_platform.compat.lua import get_script
 
 __all__ = ["Migration", "migrate_legacy_queue", "migrate_legacy_queues"]
 

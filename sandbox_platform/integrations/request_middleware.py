@@ -16,13 +16,13 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox_platform.app.tracing import tag_current_span
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.request_id import (
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     choose_request_id,
 )
+from sandbox_platform.integrations.tracing import tag_current_span
 
 __all__ = ["RequestIdMiddleware", "WSGIRequestIdMiddleware"]
 
