@@ -23,11 +23,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar,
 
 from celery import Celery, Task
 from celery.result import AsyncResult
-from kombu.utils.uuid import uuid
 
+from sandbox_platform.app.enqueue import BATCH_SIZE, enqueue_batch, enqueue_one
 from sandbox_platform.app.runtime import runtime_for
-from sandbox_platform.broker.publisher import BulkPublisher
-from sandbox_platform.broker.transport import ADMIT_OPTION
 from sandbox_platform.core.errors import UnknownTaskError
 from sandbox_platform.guards.base import EnqueueCall, Guard, OptionContext
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
@@ -133,40 +131,8 @@ class GuardedTask(Task[P, R]):
         task_id: str | None = None,
         **options: Any,
     ) -> AsyncResult[R]:
-        runtime = runtime_for(self.app)
-        call = self._enqueue_call(args, kwargs, task_id, options)
-        call.publish_once = publishes_once(self.app)
-        existing = runtime.pipeline.enqueue(call)
-        if existing is not None:
-            return self.AsyncResult(existing)
-        declared = _declared_once(self, call.options)
-        try:
-            result = self._publish_direct(call)
-            if result is None:
-                result = super().apply_async(
-                    tuple(args) if args is not None else None,
-                    dict(kwargs) if kwargs is not None else None,
-                    task_id=call.task_id,
-                    **call.options,
-                )
-                declared()
-        except BaseException:
-            runtime.pipeline.enqueue_failed([call])  # a re-submission must publish again
-            raise
-        existing = runtime.pipeline.published(call)
-        return result if existing is None else self.AsyncResult(existing)
-
-    def _publish_direct(self, call: EnqueueCall) -> AsyncResult[R] | None:
-        """Publish a job of a route published before (``declare=[]``) without Celery's
-        per-call ``send_task`` (:class:`BulkPublisher`, one job, Celery's publish retries);
-        None when it must go through ``apply_async`` (nothing was sent)."""
-        if call.options.get("declare") != []:
-            return None
-        self._check_arguments([call])
-        call.task_id = call.task_id or uuid()
-        with self.app.producer_or_acquire() as producer:
-            direct = BulkPublisher(self, producer, retry=True)
-            return direct.publish(call.task_id, call.args, call.kwargs, call.options)
+        """Enqueue one job through the guards (:func:`.enqueue.enqueue_one`)."""
+        return enqueue_one(self, self._enqueue_call(args, kwargs, task_id, options))
 
     # -- bulk enqueue ---------------------------------------------------------------------
 
@@ -181,49 +147,8 @@ class GuardedTask(Task[P, R]):
         ``countdown``, ``queue``) apply to every job. Returns one result per call, in order
         (a duplicate's is the first job's id).
         """
-        runtime = runtime_for(self.app)
         prepared = [self._enqueue_call(args, kwargs, None, dict(options)) for args, kwargs in calls]
-        if not prepared:
-            return []
-        self._check_arguments(prepared)
-        existing = runtime.pipeline.enqueue_many(prepared)
-        try:
-            return self._publish_many(prepared, existing)
-        except BaseException:
-            # nothing, or only part, was sent: forget the batch's dedupe keys, so a
-            # re-submission publishes again (the worker-side claim still runs each key once)
-            runtime.pipeline.enqueue_failed(prepared)
-            raise
-
-    def _publish_many(
-        self, prepared: Sequence[EnqueueCall], existing: Sequence[str | None]
-    ) -> list[AsyncResult[R]]:
-        results: list[AsyncResult[R]] = []
-        with self.app.producer_or_acquire() as producer, producer.batch(BATCH_SIZE):
-            direct = BulkPublisher(self, producer)
-            for call, found in zip(prepared, existing, strict=True):
-                if found is not None:
-                    results.append(self.AsyncResult(found))
-                    continue
-                declared = _declared_once(self, call.options)
-                task_id = call.task_id or uuid()
-                result = None
-                if call.options.get("declare") == []:  # not the route's first publish
-                    result = direct.publish(task_id, call.args, call.kwargs, call.options)
-                if result is None:  # the route's first job, or options only Celery knows
-                    result = super().apply_async(
-                        call.args, call.kwargs, task_id=task_id, producer=producer, **call.options
-                    )
-                    declared()
-                results.append(result)
-        return results
-
-    def _check_arguments(self, prepared: Sequence[EnqueueCall]) -> None:
-        """Celery's argument check (``typing``), for every job before any is published."""
-        check = getattr(self, "__header__", None) if self.typing else None
-        if check is not None:
-            for call in prepared:
-                check(*call.args, **call.kwargs)
+        return enqueue_batch(self, prepared)
 
     def delay_many(
         self, items: Iterable[Sequence[Any] | Mapping[str, Any]]
@@ -232,46 +157,6 @@ class GuardedTask(Task[P, R]):
         return self.apply_many(
             ((), item) if isinstance(item, Mapping) else (tuple(item), {}) for item in items
         )
-
-
-#: messages buffered before the bulk enqueue's pipeline is sent (then it goes on)
-BATCH_SIZE = 1000
-
-
-def publishes_once(app: Celery) -> bool:
-    """True when ``app`` publishes through the platform's transport to the coordination
-    Redis: guards may fold their enqueue-side Redis work into the publish."""
-    cached: bool | None = app.__dict__.get("_sp_publishes_once")
-    if cached is None:
-        options = app.conf.broker_transport_options or {}
-        cached = app.__dict__["_sp_publishes_once"] = bool(options.get(ADMIT_OPTION))
-    return cached
-
-
-def _declared_once(task: Task[Any, Any], options: dict[str, Any]) -> Callable[[], None]:
-    """Declare the job's queue on the first publish of this route only.
-
-    Celery declares the queue before every publish, and kombu's declaration cache still
-    copies and binds the queue object each time (~0.1 ms a job). With the platform's Redis
-    transport the publish goes straight to the queue's list and declaring changes nothing
-    after the first time, so later publishes of the same route pass ``declare=[]``. Returns
-    what to call once the publish went through (it remembers the route)."""
-    if "declare" in options or not publishes_once(task.app):
-        return _nothing
-    route = (task.name, options.get("queue"), options.get("exchange"), options.get("routing_key"))
-    declared: set[Any] = task.app.__dict__.setdefault("_sp_declared_routes", set())
-    try:
-        known = route in declared
-    except TypeError:  # a queue object that cannot be hashed: let Celery declare it
-        return _nothing
-    if known:
-        options["declare"] = []
-        return _nothing
-    return lambda: declared.add(route)
-
-
-def _nothing() -> None:
-    return None
 
 
 def _guards_of(app: Celery) -> Sequence[Guard]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox_platform.app.tasks import publishes_once
+from sandbox_platform.app.enqueue import publishes_once
 from sandbox_platform.core.errors import IdempotencyConflict
 from tests.integration.test_bulk_enqueue import round_trips
 
