@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import uuid
 from pathlib import Path
 from types import MappingProxyType
 
@@ -42,7 +43,7 @@ def database_identity(url_text: str) -> tuple[str, ...]:
     if backend == "sqlite":
         database = url.database or ":memory:"
         if database == ":memory:" or database.startswith("file::memory:"):
-            return ("sqlite", ":memory:", str(id(url)))
+            return ("sqlite", ":memory:", uuid.uuid4().hex)  # each one is its own database
         return ("sqlite", str(Path(database).expanduser().resolve()))
     host = (url.host or "localhost").lower()
     if _is_this_machine(host):

@@ -61,3 +61,27 @@ def test_the_order_range_the_docs_state_is_the_built_ins() -> None:
     low, high = int(found[1]), int(found[2])
     orders = [guard.order for guard in BUILTIN_GUARDS]
     assert (low, high) == (min(orders), max(orders))
+
+
+def test_the_strategy_table_is_the_enqueue_strategies() -> None:
+    from sandbox_platform.app.enqueue import Strategy
+
+    text = DOCS.read_text()
+    documented = [row[0] for row in _table_after(text, "one strategy per job, chosen by")]
+    assert sorted(documented) == sorted(strategy.value for strategy in Strategy)
+    named = {
+        name.strip().strip("`")
+        for row in _table_after(text, "keeps the strategies here equal to the code")
+        for name in row[2].split(",")
+    }
+    assert named <= {strategy.value for strategy in Strategy}
+
+
+def test_every_built_in_guard_has_its_unit_test_with_the_harness() -> None:
+    tests = DOCS.parent.parent / "tests" / "unit" / "guards"
+    missing = []
+    for guard in BUILTIN_GUARDS:
+        path = tests / f"test_{guard.name}_guard.py"
+        if not path.exists() or "make_harness" not in path.read_text(encoding="utf-8"):
+            missing.append(guard.name)
+    assert missing == [], "a built-in guard without its unit test (sandbox_platform.testing)"

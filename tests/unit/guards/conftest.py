@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sandbox_platform.guards.base import Guard
-from sandbox_platform.guards.testing import GuardHarness
+from sandbox_platform.testing import GuardHarness
 
 MakeHarness = Callable[..., GuardHarness]
 

@@ -4,7 +4,7 @@ signature; fitting arguments run. Its signature cache is shared by a worker's th
 from __future__ import annotations
 
 from sandbox_platform.guards.builtin import ArgumentsGuard
-from sandbox_platform.guards.testing import run_concurrently
+from sandbox_platform.testing import run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 
 

@@ -14,7 +14,7 @@ from sandbox_platform.guards.admission import Admission
 from sandbox_platform.guards.builtin import GovernorGuard
 from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
 from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.testing import GuardHarness, run_concurrently
+from sandbox_platform.testing import GuardHarness, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 
 

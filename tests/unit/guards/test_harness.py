@@ -13,7 +13,7 @@ from sandbox_platform.guards.admission import AdmissionRequest
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, Option, Outcome
 from sandbox_platform.guards.builtin import IdempotencyGuard
 from sandbox_platform.guards.pipeline import GuardHookError
-from sandbox_platform.guards.testing import GuardHarness, default_redis_url, run_concurrently
+from sandbox_platform.testing import GuardHarness, default_redis_url, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 
 

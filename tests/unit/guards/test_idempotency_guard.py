@@ -12,7 +12,7 @@ from sandbox_platform.core.errors import IdempotencyConflict
 from sandbox_platform.guards.base import Outcome
 from sandbox_platform.guards.builtin import IdempotencyGuard
 from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint
-from sandbox_platform.guards.testing import GuardHarness, run_concurrently
+from sandbox_platform.testing import GuardHarness, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 
 
