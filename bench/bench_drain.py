@@ -527,7 +527,7 @@ def fresh_database(client: redis.Redis, variant: Variant) -> None:
     client.flushdb()
     coordination(client, SPLIT).flushdb()
     if variant.platform:
-        from sandbox_platform.guards.governor import Governor
+        from sandbox_platform.coordination.governor import Governor
 
         Governor(coordination(client, variant), KEY_PREFIX).set_limit("bench", 10**6, 1)
 
@@ -617,7 +617,7 @@ def one_run(
         redis_after, busy_after = pid_cpu(redis_pid), machine_busy()
         admitted: int | None = None
         if variant.guarded:
-            from sandbox_platform.guards.governor import Governor
+            from sandbox_platform.coordination.governor import Governor
 
             counts = Governor(coordination(client, variant), KEY_PREFIX).stats()
             admitted = int(counts.get("bench", {}).get("admitted", 0))

@@ -32,7 +32,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sandbox_platform.guards.governor import Governor
+from sandbox_platform.coordination.governor import Governor
 
 PROCESSES = 8
 SPEED_SECONDS = 3.0

@@ -5,6 +5,8 @@ The public API is what ``__all__`` lists; everything else is internal.
 
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.app.tasks import enqueue, enqueue_many, guarded_task
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import record_effect
 from sandbox_platform.core.context import (
     bind_correlation_id,
     current_correlation_id,
@@ -35,8 +37,6 @@ from sandbox_platform.core.settings import Mode, Settings, load_settings
 from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.base import Guard, Job, Option, Outcome
 from sandbox_platform.guards.dry_run import irreversible
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import record_effect
 from sandbox_platform.guards.retry import Jitter, RetryPolicy
 from sandbox_platform.ops.limits import declare_default_limits
 

@@ -5,11 +5,11 @@
 A re-export only: the facade lives in :mod:`sandbox_platform.facade`.
 """
 
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import IdempotencyManager
 from sandbox_platform.facade.orchestrator import SandboxOrchestrator
 from sandbox_platform.facade.workers import WorkerProcess
 from sandbox_platform.guards.dry_run import DryRunLock
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import IdempotencyManager
 from sandbox_platform.guards.retry import RetryBackoffManager
 from sandbox_platform.procs.beat import BeatSubprocess
 from sandbox_platform.procs.env import settings_env

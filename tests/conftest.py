@@ -299,7 +299,7 @@ def processes():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def live_ready_limits(redis_client: redis.Redis) -> None:
     """Limits for every resource tests/task_defs.py declares, so live workers pass readiness."""
-    from sandbox_platform.guards.governor import Governor
+    from sandbox_platform.coordination.governor import Governor
 
     Governor(redis_client, "sp").set_limit("test-bucket", 1000, 1.0)
 

@@ -10,9 +10,9 @@ import redis
 from celery import Celery
 
 from sandbox_platform import Jitter, RetryPolicy, guarded_task, irreversible, platform_session
+from sandbox_platform.coordination.idempotency import record_effect
 from sandbox_platform.core.apps import active_settings
 from sandbox_platform.core.jobscope import current_job
-from sandbox_platform.guards.idempotency import record_effect
 
 #: a retry delay that reaches a short visibility timeout (the platform must cap it)
 SLOW_RETRY = RetryPolicy(max_retries=2, base=10.0, cap=10.0, jitter=Jitter.NONE)

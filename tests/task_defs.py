@@ -18,12 +18,12 @@ import structlog
 from celery import Celery
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
+from sandbox_platform.coordination.idempotency import record_effect
 from sandbox_platform.core.apps import active_settings
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.dry_run import irreversible
-from sandbox_platform.guards.idempotency import record_effect
 from sandbox_platform.guards.retry import Jitter, RetryPolicy
 from sandbox_platform.tasks import guarded_task
 

@@ -18,6 +18,8 @@ from typing import Any
 import redis
 from celery import Celery
 
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import IdempotencyStore
 from sandbox_platform.core.jobscope import current_job, in_child_of_job
 from sandbox_platform.core.redis_client import get_redis, redis_url
 from sandbox_platform.core.settings import Settings, load_settings
@@ -28,8 +30,6 @@ from sandbox_platform.guards.base import Guard, Services
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.events import DryRunIntercepted, Events
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.guards.pipeline import Pipeline
 from sandbox_platform.guards.retry import ExhaustedHooks
 from sandbox_platform.ops.alert_wiring import build_dispatcher, wire_alert_sources

@@ -27,6 +27,7 @@ from sandbox_platform.app.rejects import dead_letter_message, record_expired
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
 from sandbox_platform.broker.versions import UNSUPPORTED, warn_stock_channel
+from sandbox_platform.coordination.poison import held_task_ids, mark_clean_restores
 from sandbox_platform.core.apps import settings_of
 from sandbox_platform.core.context import (
     ADMITTED_HEADER,
@@ -46,7 +47,6 @@ from sandbox_platform.core.redis_client import reset_clients
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import dispose_engines
 from sandbox_platform.guards.egress import install_egress_guard
-from sandbox_platform.guards.poison import held_task_ids, mark_clean_restores
 
 __all__ = ["connect_signals"]
 

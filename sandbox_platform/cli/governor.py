@@ -23,8 +23,8 @@ from sandbox_platform.cli.render import (
 )
 
 if TYPE_CHECKING:
+    from sandbox_platform.coordination.governor import Governor
     from sandbox_platform.core.settings import Settings
-    from sandbox_platform.guards.governor import Governor
 
 __all__ = ["governor_app"]
 
@@ -33,8 +33,8 @@ console = stdout_console()
 
 
 def _governor(settings: Settings) -> Governor:
+    from sandbox_platform.coordination.governor import Governor
     from sandbox_platform.core.redis_client import get_redis, redis_url
-    from sandbox_platform.guards.governor import Governor
 
     return Governor(get_redis(redis_url(settings)), settings.key_prefix)
 

@@ -4,8 +4,9 @@
   queues, moved to the mode-qualified ones (``sandbox-platform queues migrate``). Removed in
   :data:`LEGACY_QUEUES_REMOVED_IN`.
 
-The 0.1 governor counters are read by the governor's own Lua (``guards/lua/governor_peek.lua``:
-a state hash of 0.1 lacks the config copy) until the same release.
+The 0.1 governor counters are read by the governor's own Lua
+(``coordination/lua/governor_peek.lua``: a state hash of 0.1 lacks the config copy) until the
+same release.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import PlatformError
 from sandbox_platform.dashboard.api import state_of, view
 from sandbox_platform.dashboard.auth import csrf_token, same_origin
 from sandbox_platform.db.audit import record_audit
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.alerts import Severity
 from sandbox_platform.ops.deadletters import replay_dead_letter
 

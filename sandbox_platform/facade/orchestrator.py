@@ -11,8 +11,8 @@ seed attribute             what it is here
 =========================  =====================================================================
 ``dry_run_lock``           the runtime's :class:`~sandbox_platform.guards.dry_run.DryRunLock`
 ``governor``               the runtime's Redis token-bucket
-                           :class:`~sandbox_platform.guards.governor.Governor`
-``idempotency_manager``    :class:`~sandbox_platform.guards.idempotency.IdempotencyManager`
+                           :class:`~sandbox_platform.coordination.governor.Governor`
+``idempotency_manager``    :class:`~sandbox_platform.coordination.idempotency.IdempotencyManager`
                            over the runtime's Redis idempotency store
 ``heartbeat``              the runtime's :class:`~sandbox_platform.ops.heartbeat.Heartbeat`
 ``worker``                 :class:`WorkerProcess`: real ``celery -A workers worker`` processes
@@ -46,6 +46,8 @@ from celery import Celery
 from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK
 from sandbox_platform.app.factory import create_app, release_app
 from sandbox_platform.app.runtime import Runtime, runtime_for
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import IdempotencyManager
 from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
 from sandbox_platform.core.errors import PlatformError
 from sandbox_platform.core.redis_client import redis_url
@@ -53,8 +55,6 @@ from sandbox_platform.core.settings import Mode, Settings, load_settings
 from sandbox_platform.db import migrate
 from sandbox_platform.facade.workers import WorkerProcess, not_initialized
 from sandbox_platform.guards.dry_run import DryRunLock
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import IdempotencyManager
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.readiness import ReadinessChecker
 from sandbox_platform.ops.status import platform_status

@@ -40,7 +40,7 @@ from sandbox_platform.guards.egress import EgressPolicy, job_policy
 from sandbox_platform.guards.events import Events
 
 if TYPE_CHECKING:
-    from sandbox_platform.guards.admission import Admission, AdmissionRequest
+    from sandbox_platform.coordination.admission import Admission, AdmissionRequest
 
 __all__ = [
     "EnqueueCall",

@@ -30,6 +30,7 @@ import redis
 import structlog
 from celery.exceptions import Ignore, Reject, Retry
 
+from sandbox_platform.coordination.admission import AdmissionRequest, Admitter, record_error
 from sandbox_platform.core.context import (
     CORRELATION_HEADER,
     MODE_HEADER,
@@ -37,7 +38,6 @@ from sandbox_platform.core.context import (
 )
 from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
 from sandbox_platform.core.jobscope import JobScope, job_scope
-from sandbox_platform.guards.admission import AdmissionRequest, Admitter, record_error
 from sandbox_platform.guards.base import (
     EnqueueCall,
     Guard,

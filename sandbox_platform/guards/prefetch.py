@@ -23,15 +23,15 @@ from typing import Any
 
 import structlog
 
-from sandbox_platform.core.context import ADMIT_HEADER, ADMITTED_HEADER
-from sandbox_platform.guards.admission import (
+from sandbox_platform.coordination.admission import (
     Admission,
     AdmissionRequest,
     admission_from_header,
     plan_of,
 )
+from sandbox_platform.coordination.idempotency import IdempotencyStore
+from sandbox_platform.core.context import ADMIT_HEADER, ADMITTED_HEADER
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job
-from sandbox_platform.guards.idempotency import IdempotencyStore
 
 __all__ = ["plan_admission", "prefetched_admission", "release_prefetched"]
 

@@ -1,7 +1,7 @@
 """Checks of the templates task options take (``"charge:{order_id}"``), at decoration time.
 
 Filling a template from a call's arguments is
-:func:`sandbox_platform.guards.governor.resolve_resource`.
+:func:`sandbox_platform.coordination.governor.resolve_resource`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from celery import Celery
 
-from sandbox_platform.guards.governor import Governor
+from sandbox_platform.coordination.governor import Governor
 
 __all__ = ["CONF_KEY", "apply_default_limits", "declare_default_limits"]
 

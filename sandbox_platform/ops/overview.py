@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.settings import Settings
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.backlog import QueueSource, queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.leader import LeaderLease

@@ -29,13 +29,13 @@ from redis.retry import Retry
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import GovernorUnavailable
 from sandbox_platform.core.redis_client import cluster_client, is_cluster_url, redis_url
 from sandbox_platform.core.settings import Mode, Settings
 from sandbox_platform.db.migrate import VERSION_TABLE, head_revision
 from sandbox_platform.guards.base import guard_options
 from sandbox_platform.guards.dry_run import DryRunLock, current_lock
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.heartbeat import Heartbeat
 
 __all__ = [

@@ -11,11 +11,11 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select
 
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import IdempotencyStore
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import JobRun
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import IdempotencyStore
 from sandbox_platform.ops.alerts import DatabaseSink
 from sandbox_platform.ops.backlog import QueueSource, broker_queues, default_queue, queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat

@@ -14,8 +14,8 @@ import threading
 
 import structlog
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.guards.events import Events, GovernorAdmitted
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity
 
 __all__ = ["KIND", "UnlimitedResourceWatch"]

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from sandbox_platform.broker.lua import TRANSPORT_SCRIPTS
-from sandbox_platform.guards.idempotency import IdempotencyStore
-from sandbox_platform.guards.lua import load_script
+from sandbox_platform.coordination.idempotency import IdempotencyStore
+from sandbox_platform.coordination.lua import load_script
 from tests.helpers import wait_until
 
 WORKER_APP = "tests.worker_app"

@@ -9,10 +9,10 @@ import uuid
 import pytest
 import redis
 
+from sandbox_platform.coordination.admission import Admitter
+from sandbox_platform.coordination.governor import Governor
+from sandbox_platform.coordination.idempotency import IdempotencyStore, fingerprint
 from sandbox_platform.core.errors import GovernorUnavailable
-from sandbox_platform.guards.admission import Admitter
-from sandbox_platform.guards.governor import Governor
-from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint
 
 FP = fingerprint(("order-1",), {})
 

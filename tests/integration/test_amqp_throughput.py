@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from sandbox_platform.guards.governor import Governor
+from sandbox_platform.coordination.governor import Governor
 from tests.brokers import ON_BOTH_BROKERS
 
 pytestmark = [pytest.mark.slow]

@@ -19,10 +19,10 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.embedded import socket_path_for
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import AuditEvent, DeadLetter, DryRunEvent, Effect, JobRun, utcnow
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.alerts import Alert, DatabaseSink
 from tests.helpers import platform_env, wait_until
 

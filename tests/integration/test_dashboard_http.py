@@ -10,8 +10,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox_platform.app.factory import create_app
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.settings import load_settings
-from sandbox_platform.guards.governor import Governor
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]

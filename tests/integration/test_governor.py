@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
+from sandbox_platform.coordination.governor import Governor, resolve_resource
 from sandbox_platform.core.errors import GovernorUnavailable
-from sandbox_platform.guards.governor import Governor, resolve_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,7 +211,7 @@ def test_limit_set_here_applies_in_another_process(gov: Governor, redis_url: str
     code = textwrap.dedent(
         f"""
         import redis
-        from sandbox_platform.guards.governor import Governor
+        from sandbox_platform.coordination.governor import Governor
         gov = Governor(redis.Redis.from_url({redis_url!r}), prefix={gov.prefix!r})
         print(",".join(str(gov.acquire("shared").allowed) for _ in range(3)))
         print(",".join(f"{{l.limit}}/{{l.per_seconds:g}}" for l in gov.limits("shared")))

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.app.runtime import reset_runtime
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import (
     CountdownTooLongError,
     IdempotencyConflict,
@@ -24,7 +25,6 @@ from sandbox_platform.core.errors import (
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, Effect, JobRun
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.tasks import enqueue
 from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import platform_env, run_at_once, wait_until

@@ -14,17 +14,17 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from sandbox_platform.core.context import bind_correlation_id
-from sandbox_platform.core.errors import IdempotencyConflict, IdempotencyInFlight
-from sandbox_platform.db.engine import get_engine, session_scope
-from sandbox_platform.db.models import Base, Effect
-from sandbox_platform.guards.idempotency import (
+from sandbox_platform.coordination.idempotency import (
     Claim,
     IdempotencyManager,
     IdempotencyStore,
     fingerprint,
     record_effect,
 )
+from sandbox_platform.core.context import bind_correlation_id
+from sandbox_platform.core.errors import IdempotencyConflict, IdempotencyInFlight
+from sandbox_platform.db.engine import get_engine, session_scope
+from sandbox_platform.db.models import Base, Effect
 from tests.helpers import wait_until
 
 FP = fingerprint(("order-1",), {"amount": 10})

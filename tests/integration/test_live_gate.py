@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from sandbox_platform.app.live_gate import EXIT_NO_GO
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
 

@@ -10,10 +10,10 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert, DeadLetter, JobRun
-from sandbox_platform.guards.governor import Governor
 from tests.brokers import ON_BOTH_BROKERS
 from tests.helpers import Receiver, platform_env, wait_until
 
@@ -206,7 +206,7 @@ def test_warm_shutdown_marks_held_jobs_so_they_do_not_count_as_poison(
 ) -> None:
     """A deploy (warm shutdown) hands back the jobs a worker holds; kombu flags them
     redelivered like a crash would, so the worker marks them as clean restores first."""
-    from sandbox_platform.guards.poison import count_redelivery, poison_keys
+    from sandbox_platform.coordination.poison import count_redelivery, poison_keys
 
     worker = worker_factory(platform_app, WORKER_APP)
     # (below both brokers' redelivery timeouts: Redis 3600 s, RabbitMQ's consumer timeout 1800 s)

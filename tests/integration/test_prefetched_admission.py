@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.context import ADMIT_HEADER, IDEMPOTENCY_HEADER, MODE_HEADER
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, Effect
-from sandbox_platform.guards.governor import Governor
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_ready_limits")]

@@ -20,8 +20,8 @@ from celery import Celery
 
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.app.runtime import reset_runtime
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.heartbeat import Heartbeat
 from sandbox_platform.ops.readiness import (
     BEAT_STALE,

@@ -22,10 +22,10 @@ from redis.cluster import RedisCluster
 from sqlalchemy import select
 
 from sandbox_platform.app.builtin_tasks import HEARTBEAT_TASK
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.redis_client import get_redis, reset_clients
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import JobRun
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.heartbeat import Heartbeat
 from tests.cluster_tasks import RESOURCES, register
 from tests.helpers import platform_env, wait_until

@@ -8,9 +8,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Alert
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.ops.unlimited_resources import KIND
 from tests.helpers import json_lines, wait_until
 

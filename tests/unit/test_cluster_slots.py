@@ -3,8 +3,9 @@
 On a cluster a script (and a MULTI) may touch one slot only. The keys each script is called
 with come from the platform's key functions; here they are built for several names and their
 slots compared. The scripts that span keys of different names (``admit``, ``enq_dedupe``,
-``enq_forget``) are run differently on a cluster (guards/admission.py, guards/slots.py): that
-they do span slots is asserted too, so the special handling is not dead code.
+``enq_forget``) are run differently on a cluster (coordination/admission.py,
+coordination/slots.py): that they do span slots is asserted too, so the special handling is
+not dead code.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from collections.abc import Callable
 import pytest
 from redis.crc import key_slot
 
-from sandbox_platform.guards.governor import governor_keys
-from sandbox_platform.guards.idempotency import idempotency_keys
-from sandbox_platform.guards.lua import SCRIPT_NAMES
-from sandbox_platform.guards.poison import poison_keys
-from sandbox_platform.guards.slots import slot_groups
+from sandbox_platform.coordination.governor import governor_keys
+from sandbox_platform.coordination.idempotency import idempotency_keys
+from sandbox_platform.coordination.lua import SCRIPT_NAMES
+from sandbox_platform.coordination.poison import poison_keys
+from sandbox_platform.coordination.slots import slot_groups
 from sandbox_platform.ops.alerts._throttle import Throttle
 from sandbox_platform.ops.heartbeat import heartbeat_key
 from sandbox_platform.ops.leader import lease_keys
@@ -47,7 +48,7 @@ def _beat(prefix: str, name: str) -> list[str]:
             heartbeat_key(prefix, "watchdog", "since")]  # fmt: skip
 
 
-#: the single-slot scripts of guards/lua: the keys one call passes, for a name
+#: the single-slot scripts of coordination/lua: the keys one call passes, for a name
 GUARD_SCRIPT_KEYS: dict[str, Callable[[str, str], list[str]]] = {
     "governor_acquire": _gov,
     "governor_clear": _gov,

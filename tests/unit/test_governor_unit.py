@@ -15,8 +15,8 @@ import weakref
 import pytest
 import redis
 
-from sandbox_platform.guards.admission import Admitter
-from sandbox_platform.guards.governor import (
+from sandbox_platform.coordination.admission import Admitter
+from sandbox_platform.coordination.governor import (
     MAX_UNITS,
     Decision,
     Governor,
@@ -24,12 +24,12 @@ from sandbox_platform.guards.governor import (
     governor_keys,
     resolve_resource,
 )
-from sandbox_platform.guards.idempotency import (
+from sandbox_platform.coordination.idempotency import (
     IdempotencyStore,
     fingerprint,
     idempotency_keys,
 )
-from sandbox_platform.guards.lua import SCRIPT_NAMES, get_script, load_script
+from sandbox_platform.coordination.lua import SCRIPT_NAMES, get_script, load_script
 
 DEAD = "redis://127.0.0.1:1/0"
 
@@ -214,7 +214,7 @@ def test_scripts_have_headers_and_expanded_includes(name: str) -> None:
 def _raw(name: str) -> str:
     from importlib import resources
 
-    return resources.files("sandbox_platform.guards.lua").joinpath(f"{name}.lua").read_text()
+    return resources.files("sandbox_platform.coordination.lua").joinpath(f"{name}.lua").read_text()
 
 
 def test_scripts_sharing_the_common_snippet() -> None:

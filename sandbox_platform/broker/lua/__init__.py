@@ -8,5 +8,5 @@ __all__ = ["TRANSPORT_SCRIPTS"]
 
 #: fetch.lua includes the guards' admission snippets (admission folded into the fetch)
 TRANSPORT_SCRIPTS = ScriptLibrary(
-    __name__, ("fetch", "ack", "publish_once"), include_from=["sandbox_platform.guards.lua"]
+    __name__, ("fetch", "ack", "publish_once"), include_from=["sandbox_platform.coordination.lua"]
 )

@@ -16,12 +16,12 @@ from typing import Any
 
 import structlog
 
+from sandbox_platform.coordination.admission import Admission, AdmissionRequest
+from sandbox_platform.coordination.governor import resolve_resource
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import RateLimitedError
-from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
 from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
-from sandbox_platform.guards.governor import resolve_resource
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["GovernorGuard", "governor_specs"]

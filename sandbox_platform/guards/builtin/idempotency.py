@@ -23,10 +23,18 @@ import structlog
 
 from sandbox_platform.broker import ack_riders
 from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, take_answer
+from sandbox_platform.coordination.admission import Admission, AdmissionRequest
+from sandbox_platform.coordination.governor import resolve_resource
+from sandbox_platform.coordination.idempotency import (
+    IdempotencyStore,
+    fingerprint,
+    idempotency_keys,
+)
+from sandbox_platform.coordination.lua import get_script
+from sandbox_platform.coordination.slots import dedupe_by_slot, forget_by_slot
 from sandbox_platform.core.context import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
 from sandbox_platform.core.redis_client import REDIS_ERRORS, is_cluster
-from sandbox_platform.guards.admission import Admission, AdmissionRequest
 from sandbox_platform.guards.base import (
     EnqueueCall,
     Guard,
@@ -36,10 +44,6 @@ from sandbox_platform.guards.base import (
     Outcome,
     Services,
 )
-from sandbox_platform.guards.governor import resolve_resource
-from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint, idempotency_keys
-from sandbox_platform.guards.lua import get_script
-from sandbox_platform.guards.slots import dedupe_by_slot, forget_by_slot
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard", "enqueue_key"]
@@ -267,7 +271,7 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
         keys.append(enqueue_key(services.prefix, key))
         args += [f"{call.task_id} {args_fingerprint}", max(1, int(ttl))]
     try:
-        if is_cluster(services.redis):  # one call per slot (guards/slots.py)
+        if is_cluster(services.redis):  # one call per slot (coordination/slots.py)
             reply = dedupe_by_slot(services.redis, keys, args)
         else:
             reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)

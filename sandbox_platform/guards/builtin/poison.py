@@ -1,7 +1,7 @@
 """The poison guard: a job whose deliveries keep killing workers is quarantined.
 
 Redeliveries after a lost worker are counted per task id (warm-shutdown restores are not,
-see :mod:`sandbox_platform.guards.poison`); at ``POISON_MAX_DELIVERIES`` the job is
+see :mod:`sandbox_platform.coordination.poison`); at ``POISON_MAX_DELIVERIES`` the job is
 dead-lettered as ``poison`` instead of being run again.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import structlog
 
-from sandbox_platform.guards.admission import Admission
+from sandbox_platform.coordination.admission import Admission
+from sandbox_platform.coordination.poison import count_redelivery, uncount_redelivery
 from sandbox_platform.guards.base import Guard, Job, Outcome
-from sandbox_platform.guards.poison import count_redelivery, uncount_redelivery
 
 __all__ = ["PoisonGuard"]
 

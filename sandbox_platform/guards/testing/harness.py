@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from sandbox_platform.coordination.admission import Admission, AdmissionRequest, Admitter
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.guards.admission import Admission, AdmissionRequest, Admitter
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, OptionContext, Outcome, Services
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.events import Event, Events

@@ -9,11 +9,11 @@ import math
 
 import pytest
 
+from sandbox_platform.coordination.admission import Admission
+from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import RateLimitedError
-from sandbox_platform.guards.admission import Admission
 from sandbox_platform.guards.builtin import GovernorGuard
 from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
-from sandbox_platform.guards.governor import Governor
 from sandbox_platform.testing import GuardHarness, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 

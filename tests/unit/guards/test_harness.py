@@ -8,8 +8,8 @@ import threading
 import pytest
 import redis
 
+from sandbox_platform.coordination.admission import AdmissionRequest
 from sandbox_platform.core.errors import EnqueueError
-from sandbox_platform.guards.admission import AdmissionRequest
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, Option, Outcome
 from sandbox_platform.guards.builtin import IdempotencyGuard
 from sandbox_platform.guards.pipeline import GuardHookError

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox_platform.coordination.idempotency import IdempotencyStore, fingerprint
 from sandbox_platform.core.context import IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import IdempotencyConflict
 from sandbox_platform.guards.base import Outcome
 from sandbox_platform.guards.builtin import IdempotencyGuard
-from sandbox_platform.guards.idempotency import IdempotencyStore, fingerprint
 from sandbox_platform.testing import GuardHarness, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
 

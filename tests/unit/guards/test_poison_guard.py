@@ -4,8 +4,8 @@ redelivery of a job still running elsewhere (its idempotency key in flight) is t
 
 from __future__ import annotations
 
+from sandbox_platform.coordination.poison import mark_clean_restores, poison_keys
 from sandbox_platform.guards.builtin import IdempotencyGuard, PoisonGuard
-from sandbox_platform.guards.poison import mark_clean_restores, poison_keys
 from tests.unit.guards.conftest import MakeHarness
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
+from sandbox_platform.coordination.lua import get_script
 from sandbox_platform.core.redis_client import text
-from sandbox_platform.guards.lua import get_script
 
 __all__ = ["dedupe_by_slot", "forget_by_slot", "slot_groups"]
 

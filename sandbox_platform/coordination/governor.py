@@ -42,10 +42,10 @@ from typing import Any
 
 import redis
 
+from sandbox_platform.coordination.lua import get_script, run_script
 from sandbox_platform.core.errors import GovernorUnavailable
 from sandbox_platform.core.redis_client import is_cluster
 from sandbox_platform.core.redis_client import text as _redis_text
-from sandbox_platform.guards.lua import get_script, run_script
 
 __all__ = [
     "MAX_UNITS",

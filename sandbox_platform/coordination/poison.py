@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-from sandbox_platform.guards.lua import get_script
+from sandbox_platform.coordination.lua import get_script
 
 __all__ = [
     "count_redelivery",

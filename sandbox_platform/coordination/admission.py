@@ -6,8 +6,8 @@ denies, nothing is written but the denial counters (``denied``, with the wait), 
 is *not* taken. Only when all limits allow are the tokens taken and the claim acquired, with a
 new fencing token.
 
-The keys are exactly those of :class:`~sandbox_platform.guards.governor.Governor` and
-:class:`~sandbox_platform.guards.idempotency.IdempotencyStore` for the same prefix, so the
+The keys are exactly those of :class:`~sandbox_platform.coordination.governor.Governor` and
+:class:`~sandbox_platform.coordination.idempotency.IdempotencyStore` for the same prefix, so the
 three objects can be mixed freely.
 
 The pipeline builds one :class:`AdmissionRequest` per job: each guard that needs Redis at
@@ -37,17 +37,17 @@ from typing import Any, Literal
 
 import redis
 
-from sandbox_platform.core.errors import CoordinationRecordError
-from sandbox_platform.core.redis_client import is_cluster
-from sandbox_platform.core.redis_client import text as _redis_text
-from sandbox_platform.guards.governor import (
+from sandbox_platform.coordination.governor import (
     Governor,
     _check_positive_int,
     _fail_closed,
     governor_keys,
 )
-from sandbox_platform.guards.idempotency import IdempotencyStore, _ms, idempotency_keys
-from sandbox_platform.guards.lua import get_script
+from sandbox_platform.coordination.idempotency import IdempotencyStore, _ms, idempotency_keys
+from sandbox_platform.coordination.lua import get_script
+from sandbox_platform.core.errors import CoordinationRecordError
+from sandbox_platform.core.redis_client import is_cluster
+from sandbox_platform.core.redis_client import text as _redis_text
 
 __all__ = [
     "Admission",

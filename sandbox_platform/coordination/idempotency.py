@@ -36,11 +36,11 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sandbox_platform.coordination.lua import get_script, run_script
 from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import IdempotencyConflict, IdempotencyInFlight
 from sandbox_platform.core.redis_client import text as _redis_text
 from sandbox_platform.db.models import Effect
-from sandbox_platform.guards.lua import get_script, run_script
 
 __all__ = [
     "Claim",
