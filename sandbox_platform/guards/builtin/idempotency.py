@@ -24,17 +24,15 @@ import structlog
 from sandbox_platform.broker import ack_riders
 from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, take_answer
 from sandbox_platform.coordination.admission import Admission, AdmissionRequest
+from sandbox_platform.coordination.enqueue_marks import enqueue_key, forget_marks, mark_first_jobs
 from sandbox_platform.coordination.governor import resolve_resource
 from sandbox_platform.coordination.idempotency import (
     IdempotencyStore,
     fingerprint,
-    idempotency_keys,
 )
-from sandbox_platform.coordination.lua import get_script
-from sandbox_platform.coordination.slots import dedupe_by_slot, forget_by_slot
 from sandbox_platform.core.context import DELIVERY_HEADER, IDEMPOTENCY_HEADER
 from sandbox_platform.core.errors import EnqueueError, IdempotencyConflict
-from sandbox_platform.core.redis_client import REDIS_ERRORS, is_cluster
+from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.guards.base import (
     EnqueueCall,
     Guard,
@@ -46,7 +44,7 @@ from sandbox_platform.guards.base import (
 )
 from sandbox_platform.guards.templates import check_template
 
-__all__ = ["IdempotencyGuard", "enqueue_key"]
+__all__ = ["IdempotencyGuard"]
 
 log = structlog.get_logger(__name__)
 
@@ -70,12 +68,6 @@ def _resolve_key(
     if template is None:
         return None
     return f"{task_name}:{resolve_resource(template, args, kwargs, argnames)}"
-
-
-def enqueue_key(prefix: str, key: str) -> str:
-    """The Redis key that remembers the first job published under idempotency ``key``: the
-    key's record (its ``tid`` field; see ``_claim.lua``)."""
-    return idempotency_keys(prefix, key).record
 
 
 class IdempotencyGuard(Guard):
@@ -137,12 +129,8 @@ class IdempotencyGuard(Guard):
     def at_enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
         written = [call.scratch[_WRITTEN] for call in calls if _WRITTEN in call.scratch]
         if written:
-            client = calls[0].services.redis
             keys, values = zip(*written, strict=True)
-            if is_cluster(client):
-                forget_by_slot(client, keys, values)
-            else:
-                get_script(client, "enq_forget")(keys=list(keys), args=list(values))
+            forget_marks(calls[0].services.redis, keys, values)
 
     # -- run ------------------------------------------------------------------------------
 
@@ -271,10 +259,7 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
         keys.append(enqueue_key(services.prefix, key))
         args += [f"{call.task_id} {args_fingerprint}", max(1, int(ttl))]
     try:
-        if is_cluster(services.redis):  # one call per slot (coordination/slots.py)
-            reply = dedupe_by_slot(services.redis, keys, args)
-        else:
-            reply = get_script(services.redis, "enq_dedupe")(keys=keys, args=args)
+        reply = mark_first_jobs(services.redis, keys, args)
     except REDIS_ERRORS as exc:
         raise EnqueueError(
             f"{calls[0].task_name}: Redis unreachable for enqueue dedupe: {exc}"
