@@ -62,8 +62,15 @@ def test_200_interleaved_jobs_each_keep_their_own_ids_and_nothing_leaks(
 
     runs = wait_until(records, timeout=60, message="run records missing")
     assert dict(runs) == expected
-    with session_scope(sqlite_url) as session:
-        events = session.execute(select(DryRunEvent.task_id, DryRunEvent.correlation_id)).all()
+
+    def dry_run_events() -> list[tuple[str, str | None]] | None:
+        with session_scope(sqlite_url) as session:
+            rows = session.execute(select(DryRunEvent.task_id, DryRunEvent.correlation_id)).all()
+        return [tuple(row) for row in rows] if len(rows) >= 200 else None  # type: ignore[misc]
+
+    # a job's run record comes through the outbox, its dry-run event through the worker's
+    # buffer: one may be in the database before the other, so wait for the events too
+    events = wait_until(dry_run_events, timeout=30, message="dry-run events missing")
     assert dict(events) == expected and len(events) == 200
 
     lines = [line for line in json_lines(worker.log_text()) if line.get("task_id") in expected]
