@@ -38,6 +38,7 @@ from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.base import Guard, Job, Option, Outcome
 from sandbox_platform.guards.dry_run import irreversible
 from sandbox_platform.guards.retry import Jitter, RetryPolicy
+from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.ops.limits import declare_default_limits
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "CountdownTooLongError",
     "DryRunError",
     "EnqueueError",
+    "EnqueueShortcuts",
     "Governor",
     "GovernorUnavailable",
     "Guard",

@@ -24,7 +24,8 @@ def _flag(context: OptionContext, value: Any) -> bool:
 
 class MaintenanceWindow(Guard):
     name = "maintenance"
-    order = 15  # after the mode check, before poison counting and admission
+    after = ("mode",)  # a message of the other mode is refused first
+    before = ("poison",)  # deferred before a redelivery is counted or admission asked
     options = {"maintenance_exempt": Option(default=False, check=_flag)}
 
     def __init__(self, retry_in: float = 0.3) -> None:

@@ -12,11 +12,13 @@ from sandbox_platform.coordination.idempotency import IdempotencyManager, Idempo
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, Option, OptionContext, Outcome
 from sandbox_platform.guards.dry_run import DryRunLock, default_simulation, irreversible
 from sandbox_platform.guards.retry import Jitter, RetryBackoffManager, RetryPolicy, compute_delay
+from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 
 __all__ = [
     "Decision",
     "DryRunLock",
     "EnqueueCall",
+    "EnqueueShortcuts",
     "Governor",
     "Guard",
     "IdempotencyManager",

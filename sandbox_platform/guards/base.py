@@ -309,35 +309,20 @@ class Guard:
 
     #: a short name for logs and errors
     name: ClassVar[str] = "guard"
-    #: where the guard stands among the others (built-ins use 5..60; lower runs first)
-    order: ClassVar[int] = 100
+    #: the names of the guards this one runs before / after (in the forward hooks; the
+    #: reverse ones the other way): :mod:`sandbox_platform.guards.ordering`
+    before: ClassVar[tuple[str, ...]] = ()
+    after: ClassVar[tuple[str, ...]] = ()
+    #: deprecated (0.2's numbers, built-ins 5..60): read with a warning, removed in 0.4
+    order: ClassVar[int | None] = None
     #: the task options this guard understands
     options: ClassVar[Mapping[str, Option]] = {}
-    #: True when ``contribute`` can run at enqueue too (it reads only the job's name,
-    #: options, arguments and the headers ``at_enqueue`` set): then the admission is
-    #: planned at enqueue and made with the fetch (:mod:`sandbox_platform.guards.prefetch`)
-    plans_at_enqueue: ClassVar[bool] = False
 
     def bind(self, services: Services) -> Guard:
         """This guard configured for one process (default: itself)."""
         return self
 
     def at_enqueue(self, call: EnqueueCall) -> None:
-        return None
-
-    def at_enqueue_batch(self, calls: Sequence[EnqueueCall]) -> None:
-        """After ``at_enqueue`` of every call of a bulk enqueue: the Redis work the guard
-        left for the batch (one round trip for all); nothing is published when it raises."""
-        return None
-
-    def after_publish(self, call: EnqueueCall) -> None:
-        """After the publish of a single enqueue: read what the transport answered for work
-        the guard folded into the publish (may set ``call.existing_id``, or raise)."""
-        return None
-
-    def at_enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
-        """Publishing ``calls`` failed after every ``at_enqueue`` passed: undo what the guard
-        wrote for them (nothing was sent)."""
         return None
 
     def before_run(self, job: Job) -> Outcome | None:

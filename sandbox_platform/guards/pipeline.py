@@ -48,6 +48,7 @@ from sandbox_platform.guards.base import (
 )
 from sandbox_platform.guards.deadletter import DeadLetters
 from sandbox_platform.guards.events import AdmissionUnavailable, JobDeadLettered
+from sandbox_platform.guards.ordering import sort_guards
 from sandbox_platform.guards.prefetch import (
     plan_admission,
     prefetched_admission,
@@ -55,6 +56,7 @@ from sandbox_platform.guards.prefetch import (
 )
 from sandbox_platform.guards.republish import publish_again, retry_or_requeue
 from sandbox_platform.guards.run_records import RESULT_RECORD_LIMIT, RUN_STATES, RunRecords
+from sandbox_platform.guards.shortcuts import SHORTCUT_HOOKS, EnqueueShortcuts
 from sandbox_platform.guards.time_limits import JobTimeLimitExceeded, ThreadDeadlines, Watched
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
@@ -64,12 +66,10 @@ log = structlog.get_logger(__name__)
 _CONTROL_FLOW = (Retry, Ignore, Reject)
 
 
-def sort_guards(guards: Sequence[Guard]) -> list[Guard]:
-    """``guards`` by their ``order`` (stable: equal orders keep the given order)."""
-    return sorted(guards, key=lambda guard: guard.order)
-
-
 def _overrides(guard: Guard, hook: str) -> bool:
+    if hook in SHORTCUT_HOOKS:  # an optional protocol: only its members are asked
+        shortcut = isinstance(guard, EnqueueShortcuts)
+        return shortcut and getattr(type(guard), hook) is not getattr(EnqueueShortcuts, hook)
     return getattr(type(guard), hook) is not getattr(Guard, hook)
 
 
@@ -80,7 +80,7 @@ class GuardHookError(PlatformError):
 _T = TypeVar("_T")
 
 
-def _hook(guard: Guard, hook: str, method: Callable[..., _T], *args: Any) -> _T:
+def _hook(guard: Guard | EnqueueShortcuts, hook: str, method: Callable[..., _T], *args: Any) -> _T:
     """``method(*args)``, a hook of ``guard``: let our own errors through; log anything else
     loudly and wrap it. (A plain call, not a context manager: it runs several times for
     every job and every enqueue.)"""
@@ -94,7 +94,11 @@ def _hook(guard: Guard, hook: str, method: Callable[..., _T], *args: Any) -> _T:
 
 
 def _enqueue_hook(
-    guard: Guard, hook: str, task_name: str, method: Callable[..., None], *args: Any
+    guard: Guard | EnqueueShortcuts,
+    hook: str,
+    task_name: str,
+    method: Callable[..., None],
+    *args: Any,
 ) -> None:
     """:func:`_hook` at the call site of an enqueue: a guard's failure is an EnqueueError."""
     try:
@@ -118,9 +122,13 @@ class Pipeline:
             return tuple(g for g in self.guards if _overrides(g, hook))
 
         self._at_enqueue = having("at_enqueue")
-        self._at_enqueue_batch = having("at_enqueue_batch")
-        self._at_enqueue_failed = having("at_enqueue_failed")
-        self._after_publish = having("after_publish")
+
+        def shortcuts(hook: str) -> tuple[EnqueueShortcuts, ...]:
+            return tuple(g for g in having(hook) if isinstance(g, EnqueueShortcuts))
+
+        self._at_enqueue_batch = shortcuts("at_enqueue_batch")
+        self._at_enqueue_failed = shortcuts("at_enqueue_failed")
+        self._after_publish = shortcuts("after_publish")
         self._before_run = having("before_run")
         self._contribute = having("contribute")
         self._admitted = having("admitted")

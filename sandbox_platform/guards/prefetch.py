@@ -3,10 +3,10 @@
 A guarded job that runs at once carries the admission it will ask for (``ADMIT_HEADER``:
 idempotency key, fingerprint, lease, ttl, resources and costs), written at enqueue by the
 guards that contribute to admission — when every one of them can plan at enqueue
-(``Guard.plans_at_enqueue``). The platform's Redis transport runs that admission inside the
-script that fetches the message (``broker/lua/fetch.lua``, the same Lua as ``admit.lua``) and
-hands the answer over in ``ADMITTED_HEADER``; the pipeline then skips its own admission round
-trip.
+(``EnqueueShortcuts.plans_at_enqueue``). The platform's Redis transport runs that admission
+inside the script that fetches the message (``broker/lua/fetch.lua``, the same Lua as
+``admit.lua``) and hands the answer over in ``ADMITTED_HEADER``; the pipeline then skips its
+own admission round trip.
 
 The pipeline still builds the job's admission request itself and uses the transport's answer
 only when the request is exactly the plan the answer was made for. When it is not (another
@@ -32,6 +32,7 @@ from sandbox_platform.coordination.admission import (
 from sandbox_platform.coordination.idempotency import IdempotencyStore
 from sandbox_platform.core.context import ADMIT_HEADER, ADMITTED_HEADER
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job
+from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 
 __all__ = ["plan_admission", "prefetched_admission", "release_prefetched"]
 
@@ -58,9 +59,13 @@ class _Enqueued:
         raise NotImplementedError
 
 
+def _plans(guard: Guard) -> bool:
+    return isinstance(guard, EnqueueShortcuts) and guard.plans_at_enqueue
+
+
 def plan_admission(call: EnqueueCall, contributors: Sequence[Guard]) -> None:
     """Write the job's admission plan into its headers (jobs that run at once only)."""
-    if not contributors or not all(guard.plans_at_enqueue for guard in contributors):
+    if not contributors or not all(_plans(guard) for guard in contributors):
         return
     if call.options.get("countdown") is not None or call.options.get("eta") is not None:
         return

@@ -5,12 +5,13 @@ say so too)."""
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
 
 import sandbox_platform
 from sandbox_platform.guards.base import Guard
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
+from sandbox_platform.guards.ordering import sort_guards
+from sandbox_platform.guards.shortcuts import SHORTCUT_HOOKS, EnqueueShortcuts
 
 DOCS = Path(sandbox_platform.__file__).resolve().parent.parent / "docs" / "architecture.md"
 
@@ -37,30 +38,33 @@ def test_the_hooks_table_lists_every_hook_of_guard() -> None:
     assert sorted(documented) == sorted(hooks)
 
 
+def test_the_shortcut_table_lists_every_hook_of_the_protocol() -> None:
+    documented = [row[0] for row in _table_after(DOCS.read_text(), "Enqueue shortcuts are")]
+    hooks = [
+        name
+        for name, member in inspect.getmembers(EnqueueShortcuts, inspect.isfunction)
+        if not name.startswith("_")
+    ]
+    assert sorted(documented) == sorted(hooks) == sorted(SHORTCUT_HOOKS)
+
+
 def test_the_built_in_table_is_builtin_guards_in_order() -> None:
     documented = [
-        (int(order), name, module)
-        for order, name, module in _table_after(DOCS.read_text(), "The built-in guards, in")
+        (int(position), name, module)
+        for position, name, module in _table_after(DOCS.read_text(), "The built-in guards, in")
     ]
     actual = [
         (
-            guard.order,
+            position,
             guard.name,
             "/".join(type(guard).__module__.split(".")[1:]) + ".py",
         )
-        for guard in BUILTIN_GUARDS
+        for position, guard in enumerate(sort_guards(BUILTIN_GUARDS), start=1)
     ]
     assert documented == actual
-    assert [order for order, _n, _m in actual] == sorted(order for order, _n, _m in actual)
-
-
-def test_the_order_range_the_docs_state_is_the_built_ins() -> None:
-    text = DOCS.read_text()
-    found = re.search(r"built-ins use (\d+)\u2013(\d+)", text)
-    assert found is not None, "the docs no longer state the built-ins' order range"
-    low, high = int(found[1]), int(found[2])
-    orders = [guard.order for guard in BUILTIN_GUARDS]
-    assert (low, high) == (min(orders), max(orders))
+    assert [guard.name for guard in sort_guards(BUILTIN_GUARDS)] == [
+        guard.name for guard in BUILTIN_GUARDS
+    ]
 
 
 def test_the_strategy_table_is_the_enqueue_strategies() -> None:

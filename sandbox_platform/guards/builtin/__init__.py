@@ -2,7 +2,8 @@
 
 Adding a guard: write its module (a :class:`~sandbox_platform.guards.base.Guard` subclass),
 its test, and one line in :data:`BUILTIN_GUARDS`; or, from an application, pass it to
-``create_app(guards=[...])``, where its ``order`` places it among these.
+``create_app(guards=[...])``, where the names it runs ``before``/``after`` place it among these
+(:mod:`sandbox_platform.guards.ordering`).
 """
 
 from sandbox_platform.guards.base import Guard
@@ -29,8 +30,7 @@ __all__ = [
     "TimeLimitGuard",
 ]
 
-#: In order: time limit 5, mode 10, poison 20, arguments 25, payload 30, countdown 35,
-#: idempotency 40, governor 50, retry 60.
+#: In the order they run (forward hooks; the reverse hooks run from the end).
 BUILTIN_GUARDS: tuple[Guard, ...] = (
     TimeLimitGuard(),
     ModeGuard(),

@@ -14,7 +14,6 @@ __all__ = ["ArgumentsGuard"]
 
 class ArgumentsGuard(Guard):
     name = "arguments"
-    order = 25
 
     def __init__(self) -> None:
         self._signatures: dict[str, inspect.Signature | None] = {}

@@ -62,7 +62,6 @@ class CountdownGuard(Guard):
     """Raises :class:`~sandbox_platform.core.errors.CountdownTooLongError` at the call site."""
 
     name = "countdown"
-    order = 35
 
     def at_enqueue(self, call: EnqueueCall) -> None:
         settings = call.services.settings

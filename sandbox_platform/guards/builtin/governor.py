@@ -22,6 +22,7 @@ from sandbox_platform.core.context import current_correlation_id
 from sandbox_platform.core.errors import RateLimitedError
 from sandbox_platform.guards.base import Guard, Job, Option, OptionContext, Outcome
 from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
+from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["GovernorGuard", "governor_specs"]
@@ -43,9 +44,8 @@ def governor_specs(context: OptionContext, value: Any) -> tuple[tuple[str, int],
     return tuple(specs)
 
 
-class GovernorGuard(Guard):
+class GovernorGuard(EnqueueShortcuts, Guard):
     name = "governor"
-    order = 50
     plans_at_enqueue = True
     options = {"governor": Option(default=(), check=governor_specs)}
 

@@ -42,6 +42,7 @@ from sandbox_platform.guards.base import (
     Outcome,
     Services,
 )
+from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard"]
@@ -70,9 +71,8 @@ def _resolve_key(
     return f"{task_name}:{resolve_resource(template, args, kwargs, argnames)}"
 
 
-class IdempotencyGuard(Guard):
+class IdempotencyGuard(EnqueueShortcuts, Guard):
     name = "idempotency"
-    order = 40
     plans_at_enqueue = True
     options = {
         "idempotency_key": Option(default=None, check=_key_template),

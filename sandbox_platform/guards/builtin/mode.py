@@ -12,7 +12,6 @@ class ModeGuard(Guard):
     """Dead-letters (``wrong_mode``) a message whose mode header is not the worker's."""
 
     name = "mode"
-    order = 10
 
     def before_run(self, job: Job) -> Outcome | None:
         message_mode = job.header(MODE_HEADER)

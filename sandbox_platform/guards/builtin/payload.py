@@ -12,7 +12,6 @@ class PayloadGuard(Guard):
     """Raises :class:`~sandbox_platform.core.errors.PayloadError` at the call site."""
 
     name = "payload"
-    order = 30
 
     def at_enqueue(self, call: EnqueueCall) -> None:
         limit = call.services.settings.payload_limit_bytes

@@ -20,7 +20,6 @@ log = structlog.get_logger(__name__)
 
 class PoisonGuard(Guard):
     name = "poison"
-    order = 20
 
     def before_run(self, job: Job) -> Outcome | None:
         if not (job.request.delivery_info or {}).get("redelivered"):

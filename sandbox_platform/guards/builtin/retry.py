@@ -38,7 +38,6 @@ class RetryGuard(Guard):
     with a warning, never dropped."""
 
     name = "retry"
-    order = 60
     options = {"retry": Option(default=DEFAULT_RETRY, check=_policy)}
 
     def on_error(self, job: Job, exc: Exception) -> Outcome | None:

@@ -29,7 +29,6 @@ def deadline_file(directory: Path, pid: int) -> Path:
 
 class TimeLimitGuard(Guard):
     name = "time_limit"
-    order = 5
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
