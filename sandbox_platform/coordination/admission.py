@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import redis
 
+from sandbox_platform.coordination.checks import AdmissionCheck, check_args, first_refusal
 from sandbox_platform.coordination.governor import (
     Governor,
     _check_positive_int,
@@ -58,8 +59,8 @@ __all__ = [
     "plan_of",
 ]
 
-AdmissionStatus = Literal["acquired", "done", "in_flight", "conflict", "denied"]
-_STATUSES = ("acquired", "done", "in_flight", "conflict", "denied")
+AdmissionStatus = Literal["acquired", "done", "in_flight", "conflict", "denied", "refused"]
+_STATUSES = ("acquired", "done", "in_flight", "conflict", "denied", "refused")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Admission:
     holder's; None without an idempotency key or when denied). ``result`` is the stored JSON
     text when done. ``wait_seconds`` is, when denied, the wait until the tokens are there
     (``inf``: never); when in flight, the holder's remaining lease. ``resource`` names the
-    resource that denied.
+    resource that denied, or (``refused``) the check that failed.
     """
 
     status: AdmissionStatus
@@ -82,6 +83,15 @@ class Admission:
     @property
     def admitted(self) -> bool:
         return self.status == "acquired"
+
+    def refused_by(self, name: str) -> bool:
+        """The admission check ``name`` failed (coordination/checks.py)."""
+        return self.status == "refused" and self.resource == name
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """The job's idempotency key is held by a run in flight (a live worker's)."""
+        return self.status == "in_flight"
 
     def value(self) -> Any:
         """The stored result, decoded (None when there is none)."""
@@ -97,6 +107,7 @@ class AdmissionRequest:
     lease: float = 300
     ttl: float = 86400
     takes: list[tuple[str, int]] = field(default_factory=list)
+    checks: list[AdmissionCheck] = field(default_factory=list)
 
     def claim(self, key: str, fingerprint: str, *, lease: float, ttl: float) -> None:
         """Claim idempotency ``key`` for a run with arguments ``fingerprint``."""
@@ -106,8 +117,20 @@ class AdmissionRequest:
         """Take ``cost`` tokens from every limit of ``resource`` (all resources or none)."""
         self.takes.append((resource, cost))
 
+    def require_absent(self, key: str, *, name: str, retry_in: float = 1.0) -> None:
+        """Admit only while Redis ``key`` does not exist; else the job is re-queued after
+        ``retry_in`` seconds (coordination/checks.py)."""
+        self.checks.append(AdmissionCheck(name, key, "absent", retry_in=retry_in))
+
+    def require_below(self, key: str, bound: int, *, name: str, retry_in: float = 1.0) -> None:
+        """Admit only while the integer at ``key`` (0 when missing) is below ``bound``."""
+        self.checks.append(AdmissionCheck(name, key, "below", bound, retry_in))
+
+    def check_named(self, name: str) -> AdmissionCheck | None:
+        return next((check for check in self.checks if check.name == name), None)
+
     def __bool__(self) -> bool:
-        return self.claim_key is not None or bool(self.takes)
+        return self.claim_key is not None or bool(self.takes) or bool(self.checks)
 
 
 def record_error(request: AdmissionRequest, prefix: str, exc: Exception) -> CoordinationRecordError:
@@ -117,19 +140,23 @@ def record_error(request: AdmissionRequest, prefix: str, exc: Exception) -> Coor
     if request.claim_key is not None:
         named.append(f"idempotency record {prefix}:idem:r:{{{request.claim_key}}}")
     named += [f"governor keys {prefix}:gov:{{{resource}}}:*" for resource, _ in request.takes]
+    named += [f"check {check.name!r} key {check.key}" for check in request.checks]
     return CoordinationRecordError(f"admission failed on {', '.join(named)}: {exc}")
 
 
 def plan_of(request: AdmissionRequest) -> list[Any]:
     """``request`` as the admission plan a message carries (``ADMIT_HEADER``): what the
     transport's fetch script needs to admit the job exactly as :class:`Admitter` would."""
-    return [
+    plan: list[Any] = [
         request.claim_key or "",
         request.fingerprint if request.claim_key is not None else "",
         _ms("lease", request.lease),
         _ms("ttl", request.ttl),
         [[resource, _check_positive_int("cost", cost)] for resource, cost in request.takes],
     ]
+    if request.checks:  # never made by the fetch: such a plan matches no fetched answer
+        plan.append([[c.key, c.kind, c.bound, c.name] for c in request.checks])
+    return plan
 
 
 def admission_from_header(value: Any, idem_key: str | None) -> Admission | None:
@@ -159,14 +186,18 @@ class Admitter:
         resources: Sequence[tuple[str, int]],
         lease: float = 300,
         ttl: float = 86400,
+        checks: Sequence[AdmissionCheck] = (),
     ) -> Admission:
-        """Claim ``idem_key`` (if given) and take ``cost`` from each ``(resource, cost)``.
+        """Claim ``idem_key`` (if given) and take ``cost`` from each ``(resource, cost)``,
+        when every one of ``checks`` holds.
 
         ``lease`` and ``ttl`` are seconds, as in IdempotencyStore.claim.
         """
         if self.in_steps:
-            return self._admit_in_steps(idem_key, fingerprint, resources, lease, ttl)
+            return self._admit_in_steps(idem_key, fingerprint, resources, lease, ttl, checks)
         keys, args = self._keys_and_args(idem_key, fingerprint, resources, lease, ttl)
+        check_keys, check_arguments = check_args(checks)
+        keys, args = keys + check_keys, args + check_arguments
         script = get_script(self.client, "admit")
         with _fail_closed("admit"):
             status, token, result, wait_us, resource = script(keys=keys, args=args)
@@ -182,7 +213,12 @@ class Admitter:
     def admit_request(self, request: AdmissionRequest) -> Admission:
         """Answer ``request`` in one round trip (see :meth:`admit`)."""
         return self.admit(
-            request.claim_key, request.fingerprint, request.takes, request.lease, request.ttl
+            request.claim_key,
+            request.fingerprint,
+            request.takes,
+            request.lease,
+            request.ttl,
+            request.checks,
         )
 
     def _admit_in_steps(
@@ -192,12 +228,20 @@ class Admitter:
         resources: Sequence[tuple[str, int]],
         lease: float,
         ttl: float,
+        checks: Sequence[AdmissionCheck] = (),
     ) -> Admission:
-        """The admission as single-slot scripts, for a Redis Cluster: claim, then take."""
+        """The admission as single-slot steps, for a Redis Cluster: the checks (before the
+        record's answer here: a done job whose check fails is re-queued, then answered), the
+        claim, then each take."""
         for _resource, cost in resources:
             _check_positive_int("cost", cost)
         store = IdempotencyStore(self.client, self.prefix)
         token: int | None = None
+        if checks:
+            with _fail_closed("admit (checks)"):
+                refused = first_refusal(self.client, checks)
+            if refused is not None:
+                return Admission("refused", resource=refused.name)
         if idem_key is not None:
             with _fail_closed("admit (claim)"):
                 claim = store.claim(idem_key, fingerprint, lease_seconds=lease, ttl_seconds=ttl)
@@ -248,7 +292,7 @@ def _admission(
 ) -> Admission:
     if status not in _STATUSES:
         raise RuntimeError(f"admission script answered an unknown status {status!r}")
-    has_token = idem_key is not None and status != "denied"
+    has_token = idem_key is not None and status not in ("denied", "refused")
     return Admission(
         status=status,  # type: ignore[arg-type]
         token=token if has_token else None,

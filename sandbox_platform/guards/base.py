@@ -38,6 +38,7 @@ from sandbox_platform.db.recorder import Recorder
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.egress import EgressPolicy, job_policy
 from sandbox_platform.guards.events import Events
+from sandbox_platform.guards.state import GuardState, IdempotencyClaim
 
 if TYPE_CHECKING:
     from sandbox_platform.coordination.admission import Admission, AdmissionRequest
@@ -224,10 +225,8 @@ class Job:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     #: headers a re-queue or a dead letter must carry (e.g. the idempotency key)
     headers: dict[str, Any] = field(default_factory=dict)
-    idempotency_key: str | None = None
-    fencing_token: int | None = None
-    #: per-call state of the guards, keyed by guard name (never on the guard itself)
-    scratch: dict[str, Any] = field(default_factory=dict)
+    #: per-job state of the guards, typed by class (guards/state.py; never on the guard)
+    state: GuardState = field(default_factory=GuardState)
     #: the run record waits for this: the job's result stored (with its acknowledgement)
     record_after: Settlement | None = None
     _result_json: str | None = None
@@ -254,6 +253,18 @@ class Job:
     @property
     def options(self) -> Mapping[str, Any]:
         return self.task.sp_options
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The job's idempotency key, once the idempotency guard resolved it."""
+        claim = self.state.get(IdempotencyClaim)
+        return claim.key if claim is not None else None
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of the job's acquired idempotency claim, if any."""
+        claim = self.state.get(IdempotencyClaim)
+        return claim.fencing_token if claim is not None else None
 
     @property
     def time_limit(self) -> float | None:
@@ -292,8 +303,8 @@ class EnqueueCall:
     existing_id: str | None = None
     #: part of a bulk enqueue: a guard may leave its Redis work to ``at_enqueue_batch``
     batched: bool = False
-    #: per-call state of the guards between ``at_enqueue`` and ``at_enqueue_batch``
-    scratch: dict[str, Any] = field(default_factory=dict)
+    #: per-call state of the guards, typed by class (guards/state.py)
+    state: GuardState = field(default_factory=GuardState)
     #: the broker is the coordination Redis behind the platform's transport: a guard may
     #: fold its Redis work into the publish (:mod:`sandbox_platform.broker.publish_once`)
     publish_once: bool = False

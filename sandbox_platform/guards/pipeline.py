@@ -269,6 +269,11 @@ class Pipeline:
             outcome = _hook(guard, "admitted", guard.admitted, job, admission)
             if outcome is not None:
                 return outcome
+        if admission.status == "refused":  # a check failed and no guard chose otherwise
+            check = request.check_named(admission.resource or "")
+            retry_in = check.retry_in if check is not None else 1.0
+            log.info("admission check refused; job re-queued", check=admission.resource)
+            return Outcome.defer(retry_in)
         return None
 
     def _error(self, job: Job, exc: Exception) -> Outcome:

@@ -69,13 +69,13 @@ def plan_admission(call: EnqueueCall, contributors: Sequence[Guard]) -> None:
         return
     if call.options.get("countdown") is not None or call.options.get("eta") is not None:
         return
-    # a copy of the call's scratch: what a guard worked out at enqueue (e.g. the arguments'
+    # a copy of the call's state: what a guard worked out at enqueue (e.g. the arguments'
     # fingerprint) it need not work out again here
-    view = Job(_Enqueued(call), call.args, call.kwargs, call.services, scratch=dict(call.scratch))
+    view = Job(_Enqueued(call), call.args, call.kwargs, call.services, state=call.state.copy())
     request = AdmissionRequest()
     for guard in contributors:
         guard.contribute(view, request)
-    if request:
+    if request and not request.checks:  # checks are made by the worker, not the fetch
         call.add_header(ADMIT_HEADER, plan_of(request))
 
 

@@ -114,7 +114,10 @@ def test_dashboard_in_a_browser(browser, system, guarded, redis_client, tmp_path
     def chain_listed() -> bool:
         page.goto(f"{base}/jobs/{chain}")
         text = page.inner_text("table")
-        return "tests.charge_then_child" in text and "tests.charge " in text.replace("\t", " ")
+        listed = "tests.charge_then_child" in text and "tests.charge " in text.replace("\t", " ")
+        # runs come through the outbox, dry-run events through the worker's buffer: wait for
+        # both charges' interceptions too
+        return listed and page.locator("tr.entry-dry_run").count() >= 2
 
     wait_until(chain_listed, timeout=60, interval=1.0, message="the chain's runs were not listed")
     assert page.locator("tr.entry-run").count() >= 2

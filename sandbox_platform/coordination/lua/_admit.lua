@@ -6,16 +6,42 @@
 -- lease_ms, ttl_ms
 -- takes       a list of {config key, state key, cost, resource name}
 -- now         Redis time in microseconds
+-- checks      a list of {key, kind ("absent" | "below"), bound, name}, or nil
 --
 -- Returns {status, fencing token, result JSON or "", wait_us, resource}; see admit.lua.
 
-local function sp_admit(rec, fence, fp, lease_ms, ttl_ms, takes, now)
+-- the name of the first check that fails, or nil (coordination/checks.py)
+local function sp_refusal(checks)
+  for _, check in ipairs(checks or {}) do
+    if check[2] == 'absent' then
+      if redis.call('EXISTS', check[1]) == 1 then
+        return check[4]
+      end
+    else
+      local raw = redis.call('GET', check[1])
+      local value = raw and tonumber(raw)
+      if raw and not value then
+        error('check ' .. check[4] .. ': ' .. check[1] .. ' does not hold an integer')
+      end
+      if (value or 0) >= check[3] then
+        return check[4]
+      end
+    end
+  end
+  return nil
+end
+
+local function sp_admit(rec, fence, fp, lease_ms, ttl_ms, takes, now, checks)
   local now_ms = math.floor(now / 1000)
   if rec then
     local seen = claim_peek(rec, fp, now_ms)
     if seen then
       return {seen[1], seen[2], seen[3], seen[4] * 1000, ''}
     end
+  end
+  local refused = sp_refusal(checks)
+  if refused then
+    return {'refused', 0, '', 0, refused}
   end
   local plans = {}
   local worst_wait, worst_name = nil, ''

@@ -9,9 +9,12 @@
 -- ARGV[5]  number of resources n
 -- ARGV[6 .. 5+n]      cost per resource
 -- ARGV[6+n .. 5+2n]   resource names (for the reply)
+-- then the checks (coordination/checks.py): KEYS after the resources' (one each), ARGV
+-- m, then per check: kind, bound, name
 --
 -- Returns {status, fencing token, result JSON or "", wait_us, resource} where status is
 --   "done" | "in_flight" | "conflict"   the claim as it stands; no token was taken
+--   "refused"    a check failed (resource = its name); nothing was taken
 --   "denied"     a limit denied (wait_us, -1 = never); the claim was not taken
 --   "acquired"   tokens taken from every resource and the claim held (token 0 without key)
 -- wait_us is, for "in_flight", the holder's remaining lease in microseconds.
@@ -33,4 +36,10 @@ local rec, fence = nil, nil
 if has_key then
   rec, fence = KEYS[1], KEYS[2]
 end
-return sp_admit(rec, fence, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), takes, sp_now_us())
+local checks = {}
+local m = tonumber(ARGV[6 + 2 * n] or '0')
+for j = 1, m do
+  local a = 6 + 2 * n + 3 * (j - 1)
+  checks[j] = {KEYS[base + 2 * n + j], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]}
+end
+return sp_admit(rec, fence, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), takes, sp_now_us(), checks)

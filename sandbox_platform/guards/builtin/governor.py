@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -56,10 +57,11 @@ class GovernorGuard(EnqueueShortcuts, Guard):
             resource = resolve_resource(template, job.args, job.kwargs, argnames)
             request.take(resource, cost)
             resources.append(resource)
-        job.scratch[self.name] = tuple(resources)
+        job.state.put(_Taken(tuple(resources)))
 
     def admitted(self, job: Job, admission: Admission) -> Outcome | None:
-        resources = job.scratch.get(self.name)
+        taken = job.state.get(_Taken)
+        resources = taken.resources if taken is not None else ()
         if admission.status == "acquired" and resources:
             job.services.events.emit(
                 GovernorAdmitted(job.name, job.task_id, None, resources=resources)
@@ -83,3 +85,10 @@ class GovernorGuard(EnqueueShortcuts, Guard):
             )
         )
         return outcome
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """The resources the job's admission takes tokens from."""
+
+    resources: tuple[str, ...]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -43,6 +44,7 @@ from sandbox_platform.guards.base import (
     Services,
 )
 from sandbox_platform.guards.shortcuts import EnqueueShortcuts
+from sandbox_platform.guards.state import GuardState, IdempotencyClaim
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard"]
@@ -101,7 +103,7 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         if not options["dedupe"]:
             return
         if call.batched:  # one round trip for the whole batch: at_enqueue_batch
-            call.scratch[self.name] = (key, options["idempotency_ttl"])
+            call.state.put(_Pending(key, options["idempotency_ttl"]))
             return
         if call.publish_once:  # no round trip of its own: folded into the publish
             _fold_into_publish(call, key, options["idempotency_ttl"])
@@ -109,28 +111,28 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         call.existing_id = _first_job_for(call, key, options["idempotency_ttl"])
 
     def after_publish(self, call: EnqueueCall) -> None:
-        folded = call.scratch.get(_FOLDED)
+        folded = call.state.get(_Folded)
         if folded is None or call.task_id is None:
             return
         held = take_answer(call.task_id)
         if held is None:
             return  # the transport gave no answer: it published the message as it was
-        key, mine = folded
+        key, mine = folded.key, folded.value
         if not held or held == mine:
-            call.scratch[_WRITTEN] = (enqueue_key(call.services.prefix, key), mine)
+            call.state.put(_Marked(enqueue_key(call.services.prefix, key), mine))
             return  # this publish set the key (or an earlier try of it did) and pushed
         call.existing_id = _existing_or_conflict(call, key, held, mine.partition(" ")[2])
 
     def at_enqueue_batch(self, calls: Sequence[EnqueueCall]) -> None:
-        pending = [call for call in calls if self.name in call.scratch]
+        pending = [call for call in calls if _Pending in call.state]
         if pending:
-            _first_jobs_for(pending, self.name)
+            _first_jobs_for(pending)
 
     def at_enqueue_failed(self, calls: Sequence[EnqueueCall]) -> None:
-        written = [call.scratch[_WRITTEN] for call in calls if _WRITTEN in call.scratch]
-        if written:
-            keys, values = zip(*written, strict=True)
-            forget_marks(calls[0].services.redis, keys, values)
+        marked = [mark for call in calls if (mark := call.state.get(_Marked)) is not None]
+        if marked:
+            keys = [mark.record_key for mark in marked]
+            forget_marks(calls[0].services.redis, keys, [mark.value for mark in marked])
 
     # -- run ------------------------------------------------------------------------------
 
@@ -141,21 +143,21 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         )
         if key is None:
             return
-        job.idempotency_key = key
+        job.state.put(IdempotencyClaim(key))
         job.headers[IDEMPOTENCY_HEADER] = key
         request.claim(
             key,
-            _fingerprint_of(job.scratch, job.args, job.kwargs),
+            _fingerprint_of(job.state, job.args, job.kwargs),
             lease=options["idempotency_lease"],
             ttl=options["idempotency_ttl"],
         )
 
     def admitted(self, job: Job, admission: Admission) -> Outcome | None:
         key = job.idempotency_key
-        if key is None or admission.status == "denied":
-            return None
+        if key is None or admission.status in ("denied", "refused"):
+            return None  # nothing was claimed
         if admission.status == "acquired":
-            job.fencing_token = admission.token
+            job.state.put(IdempotencyClaim(key, admission.token))
             return None
         if admission.status == "done":
             log.info("idempotent job already done; stored result returned", key=key)
@@ -203,31 +205,53 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
             log.warning("idempotency lease lost before completion", key=key)
 
 
-#: scratch entry: the fingerprint of the call's arguments (worked out once per job or call)
-_FINGERPRINT = "idempotency.fingerprint"
+@dataclass(frozen=True)
+class _Fingerprint:
+    """The fingerprint of the call's arguments (worked out once per job or call)."""
+
+    value: str
 
 
-def _fingerprint_of(scratch: dict[str, Any], args: Sequence[Any], kwargs: Any) -> str:
-    """The arguments' fingerprint, kept in ``scratch`` (the enqueue's admission plan and the
+@dataclass(frozen=True)
+class _Pending:
+    """A key to mark at enqueue: for a batch, all at once by ``at_enqueue_batch``."""
+
+    key: str
+    ttl: float
+
+
+@dataclass(frozen=True)
+class _Marked:
+    """The mark this enqueue wrote (taken back if the publish fails)."""
+
+    record_key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """The key whose dedupe was folded into the publish, and the mark it asked for."""
+
+    key: str
+    value: str
+
+
+def _fingerprint_of(state: GuardState, args: Sequence[Any], kwargs: Any) -> str:
+    """The arguments' fingerprint, kept in ``state`` (the enqueue's admission plan and the
     dedupe use the same one)."""
-    found: str | None = scratch.get(_FINGERPRINT)
+    found = state.get(_Fingerprint)
     if found is None:
-        found = scratch[_FINGERPRINT] = fingerprint(list(args), kwargs)
-    return found
-
-
-#: scratch entry: (record key, value) this enqueue marked (unmarked if the publish fails)
-_WRITTEN = "idempotency.written"
-#: scratch entry: (idempotency key, value) whose dedupe was folded into the publish
-_FOLDED = "idempotency.folded"
+        found = _Fingerprint(fingerprint(list(args), kwargs))
+        state.put(found)
+    return found.value
 
 
 def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
     """Let the transport mark the first job and push the message in one call."""
-    value = f"{call.task_id} {_fingerprint_of(call.scratch, call.args, call.kwargs)}"
+    value = f"{call.task_id} {_fingerprint_of(call.state, call.args, call.kwargs)}"
     redis_key = enqueue_key(call.services.prefix, key)
     call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl))])
-    call.scratch[_FOLDED] = (key, value)
+    call.state.put(_Folded(key, value))
 
 
 def _existing_or_conflict(call: EnqueueCall, key: str, held: str, args_fingerprint: str) -> str:
@@ -240,7 +264,7 @@ def _existing_or_conflict(call: EnqueueCall, key: str, held: str, args_fingerpri
     return first_id
 
 
-def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
+def _first_jobs_for(calls: Sequence[EnqueueCall]) -> None:
     """Enqueue-side dedupe of a bulk enqueue in one round trip (``enq_dedupe.lua``): each
     call's ``existing_id`` is set; a key used with other arguments (before, or twice in the
     batch) raises IdempotencyConflict and nothing is written."""
@@ -248,9 +272,9 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
     keys: list[str] = []
     args: list[str | int] = []
     seen: dict[str, str] = {}
-    for call in calls:
-        key, ttl = call.scratch[scratch_name]
-        args_fingerprint = _fingerprint_of(call.scratch, call.args, call.kwargs)
+    pending = [_pending(call) for call in calls]
+    for call, (key, ttl) in zip(calls, pending, strict=True):
+        args_fingerprint = _fingerprint_of(call.state, call.args, call.kwargs)
         if seen.setdefault(key, args_fingerprint) != args_fingerprint:
             raise IdempotencyConflict(
                 f"{call.task_name}: idempotency key {key!r} is used twice in the batch "
@@ -265,16 +289,22 @@ def _first_jobs_for(calls: Sequence[EnqueueCall], scratch_name: str) -> None:
             f"{calls[0].task_name}: Redis unreachable for enqueue dedupe: {exc}"
         ) from None
     if _text(reply[0]) == "conflict":
-        call = calls[int(reply[1]) - 1]
+        index = int(reply[1]) - 1
         raise IdempotencyConflict(
-            f"{call.task_name}: idempotency key {call.scratch[scratch_name][0]!r} "
+            f"{calls[index].task_name}: idempotency key {pending[index][0]!r} "
             "was used before with different arguments"
         )
     for call, redis_key, mine, held in zip(calls, keys, args[::2], reply[1:], strict=True):
         first_id = _text(held).partition(" ")[0]
         if not first_id:
-            call.scratch[_WRITTEN] = (redis_key, mine)
+            call.state.put(_Marked(redis_key, str(mine)))
         call.existing_id = first_id if first_id and first_id != call.task_id else None
+
+
+def _pending(call: EnqueueCall) -> tuple[str, float]:
+    pending = call.state.get(_Pending)
+    assert pending is not None, "at_enqueue left no key to mark"
+    return pending.key, pending.ttl
 
 
 def _text(value: Any) -> str:
@@ -287,10 +317,6 @@ def _first_job_for(call: EnqueueCall, key: str, ttl: float) -> str | None:
 
     The same key with other arguments raises IdempotencyConflict at the call site.
     """
-    call.scratch[_SINGLE] = (key, ttl)
-    _first_jobs_for([call], _SINGLE)
+    call.state.put(_Pending(key, ttl))
+    _first_jobs_for([call])
     return call.existing_id
-
-
-#: scratch entry of a single enqueue's dedupe (the batch's one-call path)
-_SINGLE = "idempotency.single"

@@ -7,6 +7,8 @@ dead-lettered as ``poison`` instead of being run again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 
 from sandbox_platform.coordination.admission import Admission
@@ -30,7 +32,7 @@ class PoisonGuard(Guard):
             return None  # handed back by a warm shutdown, not by a lost worker
         if redeliveries < services.settings.poison_max_deliveries:
             log.warning("job redelivered after a lost worker", redeliveries=redeliveries)
-            job.scratch[self.name] = redeliveries
+            job.state.put(_Redelivered(redeliveries))
             return None
         detail = f"redelivered {redeliveries} times after its worker was lost; quarantined"
         # (a job still held by a live worker is not poison: see admitted())
@@ -46,7 +48,14 @@ class PoisonGuard(Guard):
         """A redelivered job whose idempotency key a live worker still holds was delivered
         again by the broker (a job running past the visibility timeout), not after a lost
         worker: that redelivery does not count towards poison."""
-        if admission.status == "in_flight" and job.scratch.get(self.name):
+        if admission.held_elsewhere and _Redelivered in job.state:
             services = job.services
             uncount_redelivery(services.redis, services.prefix, job.task_id)
         return None
+
+
+@dataclass(frozen=True)
+class _Redelivered:
+    """This delivery was counted as a redelivery after a lost worker."""
+
+    count: int

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox_platform.core.context import CORRELATION_HEADER, MODE_HEADER, current_correlation_id
@@ -64,10 +65,17 @@ class TimeLimitGuard(Guard):
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(info, default=repr))
         temporary.replace(path)  # the supervisor never reads half a file
-        job.scratch[self.name] = path
+        job.state.put(_DeadlineFile(path))
         return None
 
     def after_run(self, job: Job, outcome: Outcome) -> None:
-        path = job.scratch.pop(self.name, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        written = job.state.pop(_DeadlineFile)
+        if written is not None:
+            written.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _DeadlineFile:
+    """The job's deadline file, removed after the run."""
+
+    path: Path
