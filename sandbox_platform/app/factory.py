@@ -16,9 +16,10 @@ from celery import Celery
 
 from sandbox_platform.app.builtin_tasks import register_builtin_tasks
 from sandbox_platform.app.programs import PlatformBeat, PlatformWorker
-from sandbox_platform.app.runtime import forget_runtime, runtime_for
+from sandbox_platform.app.runtime import broker_hooks, forget_runtime, runtime_for
 from sandbox_platform.app.signals import connect_signals
 from sandbox_platform.broker.celery_config import celery_config
+from sandbox_platform.broker.hooks import HOOKS_OPTION
 from sandbox_platform.broker.transport import ADMIT_OPTION
 from sandbox_platform.broker.versions import UNSUPPORTED
 from sandbox_platform.core.apps import register_app, unregister_app
@@ -121,6 +122,7 @@ def _install_safe_consuming(app: Celery, settings: Settings) -> None:
     if broker == celery_url(str(app.conf.sandbox_platform_redis_url)):
         options = dict(app.conf.broker_transport_options or {})
         options[ADMIT_OPTION] = settings.key_prefix
+        options[HOOKS_OPTION] = broker_hooks(app)  # this app's guards meet its channels
         app.conf.broker_transport_options = options
 
 

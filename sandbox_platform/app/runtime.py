@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from sandbox_platform.broker.hooks import BrokerHooks
 from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.coordination.idempotency import IdempotencyStore
 from sandbox_platform.core.jobscope import current_job, in_child_of_job
@@ -68,7 +69,12 @@ class Runtime:
     closed: bool = False
 
     @classmethod
-    def build(cls, settings: Settings, guards: Sequence[Guard] = BUILTIN_GUARDS) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        guards: Sequence[Guard] = BUILTIN_GUARDS,
+        hooks: BrokerHooks | None = None,
+    ) -> Runtime:
         client = get_redis(redis_url(settings))
         prefix = settings.key_prefix
         events = Events()
@@ -85,7 +91,12 @@ class Runtime:
         UnlimitedResourceWatch(governor, alerts).subscribe(events)
         lock = _dry_run_lock(settings, recorder, events)
         services = Services(
-            settings=settings, redis=client, events=events, recorder=recorder, dry_run_lock=lock
+            settings=settings,
+            redis=client,
+            events=events,
+            recorder=recorder,
+            dry_run_lock=lock,
+            broker=hooks if hooks is not None else BrokerHooks(),
         )
         return cls(
             settings=settings,
@@ -164,10 +175,25 @@ def runtime_for(app: Celery) -> Runtime:
         if current is None:
             settings = getattr(app, "platform_settings", None) or load_settings()
             guards = getattr(app, "platform_guards", BUILTIN_GUARDS)
-            current = Runtime.build(settings, guards)
+            current = Runtime.build(settings, guards, broker_hooks(app))
             _built[:] = [*_mine(), current]  # a forked child forgets its parent's
             app.__dict__[_ATTRIBUTE] = current
         return current
+
+
+def broker_hooks(app: Celery) -> BrokerHooks:
+    """``app``'s side of the transport (broker/hooks.py): one per app, made on first use."""
+    hooks = app.__dict__.get(_HOOKS_ATTRIBUTE)
+    if not isinstance(hooks, BrokerHooks):
+        with _lock:
+            hooks = app.__dict__.get(_HOOKS_ATTRIBUTE)
+            if not isinstance(hooks, BrokerHooks):
+                hooks = app.__dict__[_HOOKS_ATTRIBUTE] = BrokerHooks()
+    return hooks
+
+
+#: where an app keeps its broker hooks
+_HOOKS_ATTRIBUTE = "_sp_broker_hooks"
 
 
 def built_runtime(app: Celery) -> Runtime | None:

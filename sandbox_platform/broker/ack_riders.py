@@ -13,15 +13,18 @@ before that call leaves the record ``running`` as a crash before ``idem_complete
 record turns ``done`` a moment after Celery stores the task's result (with the
 acknowledgement, not inside the task call).
 
-The registry is per process. The transport *opens* a delivery tag when it hands a message over
-(:func:`open_delivery`) and *takes* it when it acknowledges or rejects it (:func:`take`). A
-completion is attached only to a tag that this process opened and has not acknowledged yet
-(:func:`attach` answers False otherwise: a prefork child, where the parent acknowledges, or a
-task acknowledged early); the guard then stores the result itself.
+Each channel of the transport keeps its :class:`Deliveries`: it *opens* a delivery tag when
+it hands a message over and *takes* it when it acknowledges or rejects it. A completion is
+attached only to a tag that this process opened and has not acknowledged yet
+(:meth:`Deliveries.attach` answers False otherwise: a prefork child, where the parent
+acknowledges, or a task acknowledged early); the guard then stores the result itself. Guards
+reach the channels of their own app through the app's
+:class:`~sandbox_platform.broker.hooks.BrokerHooks` (in their services), never through a
+module registry.
 
-The job's run record rides the same way (:func:`attach_record`): the script that acknowledges
-the job pushes it onto the run-record outbox (``db/outbox.py``), so a job acknowledged has its
-record, even if the worker is killed a moment later.
+The job's run record rides the same way (:meth:`Deliveries.attach_record`): the script that
+acknowledges the job pushes it onto the run-record outbox (``db/outbox.py``), so a job
+acknowledged has its record, even if the worker is killed a moment later.
 """
 
 from __future__ import annotations
@@ -34,17 +37,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-__all__ = [
-    "Completion",
-    "Rider",
-    "Settled",
-    "Settlement",
-    "attach",
-    "attach_record",
-    "forget_all",
-    "open_delivery",
-    "take",
-]
+__all__ = ["Completion", "Deliveries", "Rider", "Settled", "Settlement"]
 
 log = structlog.get_logger(__name__)
 
@@ -153,54 +146,58 @@ class Rider:
 #: an opened delivery that nothing rides with yet
 _OPEN = Rider()
 
-_lock = threading.Lock()
-#: delivery tag -> (pid that opened it, what rides with it)
-_deliveries: dict[str, tuple[int, Rider]] = {}
 
+class Deliveries:
+    """The deliveries one channel handed over in this process and has not acknowledged yet,
+    with what rides with each (one per channel: :meth:`BrokerHooks.for_channel
+    <sandbox_platform.broker.hooks.BrokerHooks.for_channel>`). Thread-safe; a forked child
+    cannot attach to a tag its parent opened (the parent acknowledges it)."""
 
-def open_delivery(tag: str) -> None:
-    """The transport hands over delivery ``tag`` and will acknowledge it in this process."""
-    with _lock:
-        _deliveries[tag] = (os.getpid(), _OPEN)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: delivery tag -> (pid that opened it, what rides with it)
+        self._open: dict[str, tuple[int, Rider]] = {}
 
+    def open(self, tag: str) -> None:
+        """The channel hands over delivery ``tag`` and will acknowledge it in this process."""
+        with self._lock:
+            self._open[tag] = (os.getpid(), _OPEN)
 
-def attach(tag: str | None, completion: Completion) -> bool:
-    """Let ``completion`` ride with the acknowledgement of ``tag``. False (nothing attached)
-    when this process did not open ``tag`` or has acknowledged it already."""
-    return _ride(tag, lambda rider: dataclasses.replace(rider, completion=completion))
+    def attach(self, tag: str | None, completion: Completion) -> bool:
+        """Let ``completion`` ride with the acknowledgement of ``tag``. False (nothing
+        attached) when this process did not open ``tag`` or has acknowledged it already."""
+        return self._ride(tag, lambda rider: dataclasses.replace(rider, completion=completion))
 
+    def attach_record(self, tag: str | None, outbox: str, record: str) -> bool:
+        """Let the run record ``record`` ride with the acknowledgement of ``tag``, pushed onto
+        the list ``outbox``. False (nothing attached) as for :meth:`attach`."""
+        return self._ride(
+            tag, lambda rider: dataclasses.replace(rider, outbox=outbox, record=record)
+        )
 
-def attach_record(tag: str | None, outbox: str, record: str) -> bool:
-    """Let the run record ``record`` ride with the acknowledgement of ``tag``, pushed onto the
-    list ``outbox``. False (nothing attached) as for :func:`attach`."""
-    return _ride(tag, lambda rider: dataclasses.replace(rider, outbox=outbox, record=record))
-
-
-def _ride(tag: str | None, change: Callable[[Rider], Rider]) -> bool:
-    if not tag:
-        return False
-    with _lock:
-        entry = _deliveries.get(tag)
-        if entry is None or entry[0] != os.getpid():
+    def _ride(self, tag: str | None, change: Callable[[Rider], Rider]) -> bool:
+        if not tag:
             return False
-        _deliveries[tag] = (entry[0], change(entry[1]))
-    return True
+        with self._lock:
+            entry = self._open.get(tag)
+            if entry is None or entry[0] != os.getpid():
+                return False
+            self._open[tag] = (entry[0], change(entry[1]))
+        return True
 
+    def take(self, tag: str) -> Rider | None:
+        """Close ``tag`` (being acknowledged or rejected); what rides with it, if anything."""
+        with self._lock:
+            entry = self._open.pop(tag, None)
+        if entry is None or entry[0] != os.getpid() or entry[1] is _OPEN:
+            return None
+        return entry[1]
 
-def take(tag: str) -> Rider | None:
-    """Close ``tag`` (it is being acknowledged or rejected); what rides with it, if anything."""
-    with _lock:
-        entry = _deliveries.pop(tag, None)
-    if entry is None or entry[0] != os.getpid() or entry[1] is _OPEN:
-        return None
-    return entry[1]
-
-
-def forget_all() -> list[Rider]:
-    """Close every tag this process opened (its channel is closing and restores what it did
-    not acknowledge); what rides with them, to send now."""
-    pid = os.getpid()
-    with _lock:
-        mine = [tag for tag, (owner, _r) in _deliveries.items() if owner == pid]
-        riders = [_deliveries.pop(tag)[1] for tag in mine]
-    return [rider for rider in riders if rider is not _OPEN]
+    def forget_all(self) -> list[Rider]:
+        """Close every tag this process opened (the channel is closing and restores what it
+        did not acknowledge); what rides with them, to send now."""
+        pid = os.getpid()
+        with self._lock:
+            mine = [tag for tag, (owner, _r) in self._open.items() if owner == pid]
+            riders = [self._open.pop(tag)[1] for tag in mine]
+        return [rider for rider in riders if rider is not _OPEN]

@@ -9,33 +9,13 @@ message's ``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out
 script (``broker/lua/publish_once.lua``): if no job is marked it marks this one *and* pushes the
 message; if the mark names the same task id (a retry or a deferral publishes the job again)
 the message is pushed; otherwise nothing is pushed. The *answer* (``""`` when the message was
-pushed, else what the record holds) is kept here per task id for the guard to read after the
-publish (same thread).
+pushed, else what the record holds) is handed to the app's
+:class:`~sandbox_platform.broker.hooks.BrokerHooks` per task id, for the guard to read after
+the publish.
 """
 
 from __future__ import annotations
 
-import threading
-
-__all__ = ["PUBLISH_ONCE_HEADER", "put_answer", "take_answer"]
+__all__ = ["PUBLISH_ONCE_HEADER"]
 
 PUBLISH_ONCE_HEADER = "sp_publish_once"
-
-_local = threading.local()
-
-
-def _answers() -> dict[str, str]:
-    answers: dict[str, str] | None = getattr(_local, "answers", None)
-    if answers is None:
-        answers = _local.answers = {}
-    return answers
-
-
-def put_answer(task_id: str, held: str) -> None:
-    """The transport's answer for ``task_id``: what the record held ("" = marked now)."""
-    _answers()[task_id] = held
-
-
-def take_answer(task_id: str) -> str | None:
-    """The answer for ``task_id`` (once), None when the transport gave none."""
-    return _answers().pop(task_id, None)

@@ -21,13 +21,14 @@ redelivery after the visibility timeout, restore of a dead worker's messages.
 
 **Riders.** When the coordination keys live in the broker's database, a message this
 process delivers carries its tag in ``DELIVERY_HEADER``, and a job that ends here attaches its
-run record (and, idempotent and succeeded, its result) to that tag
-(:mod:`sandbox_platform.broker.ack_riders`); the result is stored and the record pushed onto the
-run-record outbox (:mod:`sandbox_platform.db.outbox`) by the same script that acknowledges
-the job (fetch or ack), before the acknowledgement. A prefork child, whose parent
-acknowledges, stores them with its own calls. Each completion is isolated in the script: one
-whose record holds another Redis type fails alone (its status says so, the job's run record
-is pushed ``failed``) and the script goes on.
+run record (and, idempotent and succeeded, its result) to that tag, through its app's hooks
+(:mod:`sandbox_platform.broker.hooks`, given to every channel in the transport option
+``sandbox_platform_hooks``; each channel keeps its own deliveries); the result is stored and
+the record pushed onto the run-record outbox (:mod:`sandbox_platform.db.outbox`) by the same
+script that acknowledges the job (fetch or ack), before the acknowledgement. A prefork child,
+whose parent acknowledges, stores them with its own calls. Each completion is isolated in the
+script: one whose record holds another Redis type fails alone (its status says so, the job's
+run record is pushed ``failed``) and the script goes on.
 
 **Bad elements.** An element of a queue's list that is not a kombu message (raw bytes, not
 JSON) is moved by the script to ``<queue>.malformed`` and handed to the worker's handler (a
@@ -55,8 +56,7 @@ from kombu.transport.virtual import base as virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from sandbox_platform.broker import ack_riders
-from sandbox_platform.broker.ack_riders import Rider
+from sandbox_platform.broker.ack_riders import Deliveries, Rider
 from sandbox_platform.broker.fetch_reply import (
     MalformedHandler,
     hand_over_malformed,
@@ -64,12 +64,14 @@ from sandbox_platform.broker.fetch_reply import (
     set_malformed_handler,
     settle_riders,
 )
+from sandbox_platform.broker.hooks import HOOKS_OPTION, BrokerHooks
 from sandbox_platform.broker.kombu_api import internals
 from sandbox_platform.broker.lua import TRANSPORT_SCRIPTS
-from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, put_answer
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER
 
 __all__ = [
     "ADMIT_OPTION",
+    "HOOKS_OPTION",
     "LEAN_OPTION",
     "Channel",
     "MalformedHandler",
@@ -104,16 +106,16 @@ class QoS(kombu_redis.QoS):
         super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self.channel.acknowledge(delivery_tag, ack_riders.take(delivery_tag))
+        self.channel.acknowledge(delivery_tag, self.channel.deliveries.take(delivery_tag))
         virtual.QoS.ack(self, delivery_tag)
 
     def restore_unacked(self, client: Any = None) -> None:
-        self.channel.add_riders(ack_riders.forget_all())
+        self.channel.add_riders(self.channel.deliveries.forget_all())
         self.channel.flush_acks()
         super().restore_unacked(client)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        self.channel.add_riders([ack_riders.take(delivery_tag)])
+        self.channel.add_riders([self.channel.deliveries.take(delivery_tag)])
         self.channel.flush_acks()
         super().reject(delivery_tag, requeue)
 
@@ -124,9 +126,12 @@ class Channel(kombu_redis.Channel):
         *kombu_redis.Channel.from_transport_options,
         LEAN_OPTION,
         ADMIT_OPTION,
+        HOOKS_OPTION,
     )
     sandbox_platform_lean: bool = True
     sandbox_platform_admit_prefix: str = ""
+    #: the app's side of the hand-over (broker/hooks.py); None: nothing rides, no answers
+    sandbox_platform_hooks: BrokerHooks | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._acks: list[str] = []
@@ -142,6 +147,9 @@ class Channel(kombu_redis.Channel):
         self._fetch_queues: list[str] = []
         self._sync: redis.Redis | None = None
         super().__init__(*args, **kwargs)
+        hooks = self.sandbox_platform_hooks
+        #: the deliveries this channel handed over, with what rides with them
+        self.deliveries = hooks.for_channel() if hooks is not None else Deliveries()
 
     # -- one sync client for the bookkeeping ---------------------------------------------
 
@@ -275,7 +283,8 @@ class Channel(kombu_redis.Channel):
     def _deliver_fetched(self, reply: list[Any], first: int) -> None:
         chan = internals(self)
         last = None
-        rides = bool(self.sandbox_platform_admit_prefix)  # records on the broker's node
+        # records on the broker's node, and an app whose guards can reach this channel
+        rides = bool(self.sandbox_platform_admit_prefix) and self.sandbox_platform_hooks is not None
         for i in range(first, len(reply), _FIELDS):
             kind, index, item = int(reply[i]), int(reply[i + 1]), reply[i + 2]
             queue = self._fetch_queues[index - 1]
@@ -288,7 +297,7 @@ class Channel(kombu_redis.Channel):
             set_delivery_headers(payload, reply[i + 3 : i + _FIELDS], tag if rides else None)
             self._recorded.add(tag)
             if rides:
-                ack_riders.open_delivery(tag)
+                self.deliveries.open(tag)
             chan.connection._deliver(payload, queue)
         if last is not None:
             chan._queue_cycle.rotate(last)
@@ -380,7 +389,8 @@ class Channel(kombu_redis.Channel):
         else:
             target = chan._q_for_pri(queue, chan._get_message_priority(message, reverse=False))
             held = self._publish_once(key, target, value, ttl, dumps(message))
-        put_answer(task_id, held)
+        if self.sandbox_platform_hooks is not None:
+            self.sandbox_platform_hooks.put_answer(task_id, held)
 
     def _publish_once(self, key: str, target: str, value: str, ttl: int, message: str) -> str:
         """``publish_once.lua``: mark ``key`` for this job and push ``message`` onto ``target``

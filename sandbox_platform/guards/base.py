@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import redis
 
 from sandbox_platform.broker.ack_riders import Settlement
+from sandbox_platform.broker.hooks import BrokerHooks
 from sandbox_platform.core.context import request_header
 from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.core.settings import Settings
@@ -73,6 +74,9 @@ class Services:
     recorder: Recorder
     #: the gate every irreversible call of the app's jobs passes
     dry_run_lock: DryRunLock
+    #: the app's side of the transport: what rides with a job's acknowledgement, what a
+    #: publish answered (broker/hooks.py)
+    broker: BrokerHooks = field(default_factory=BrokerHooks)
 
     @property
     def prefix(self) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 
-from sandbox_platform.broker import ack_riders
 from sandbox_platform.broker.ack_riders import Settled
 from sandbox_platform.core.context import DELIVERY_HEADER
 from sandbox_platform.core.errors import ResultNotStored
@@ -123,7 +122,7 @@ class RunRecords:
             recorder.add(JobRun, **row)
             return
         tag = job.header(DELIVERY_HEADER) if ride else None
-        if tag and ack_riders.attach_record(tag, self._outbox.key, encode_row(row)):
+        if tag and self.services.broker.attach_record(tag, self._outbox.key, encode_row(row)):
             return
         try:
             self._outbox.push(row)

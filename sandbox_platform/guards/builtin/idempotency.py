@@ -22,8 +22,8 @@ from typing import Any
 import redis
 import structlog
 
-from sandbox_platform.broker import ack_riders
-from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, take_answer
+from sandbox_platform.broker.ack_riders import Completion
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER
 from sandbox_platform.coordination.admission import Admission, AdmissionRequest
 from sandbox_platform.coordination.enqueue_marks import enqueue_key, forget_marks, mark_first_jobs
 from sandbox_platform.coordination.governor import resolve_resource
@@ -114,7 +114,7 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         folded = call.state.get(_Folded)
         if folded is None or call.task_id is None:
             return
-        held = take_answer(call.task_id)
+        held = call.services.broker.take_answer(call.task_id)
         if held is None:
             return  # the transport gave no answer: it published the message as it was
         key, mine = folded.key, folded.value
@@ -190,8 +190,8 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         (the run record waits for it), else now. A record that cannot take it fails this job's
         run record only (guards/run_records.py)."""
         assert self.store is not None
-        completion = ack_riders.Completion(self.store.keys(key).record, token, result)
-        if ack_riders.attach(job.header(DELIVERY_HEADER), completion):
+        completion = Completion(self.store.keys(key).record, token, result)
+        if job.services.broker.attach(job.header(DELIVERY_HEADER), completion):
             job.record_after = completion.settlement
             return
         try:

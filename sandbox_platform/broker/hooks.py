@@ -1,0 +1,82 @@
+"""The hand-over between one app's guards and the platform's transport: one object per app.
+
+The coordination work a guard folds into the broker's fetch, acknowledgement and publish
+meets the transport here, explicitly, instead of through module registries or thread-locals:
+
+- ``create_app`` builds one :class:`BrokerHooks` per app and hands it to the transport in the
+  transport option ``sandbox_platform_hooks`` (:data:`HOOKS_OPTION`), and to the guards in
+  their services (``Services.broker``);
+- every channel the transport opens for that app's connections asks it for its own
+  :class:`~sandbox_platform.broker.ack_riders.Deliveries` (:meth:`BrokerHooks.for_channel`);
+- a guard lets a completion or a run record ride with its job's acknowledgement
+  (:meth:`attach`, :meth:`attach_record`: the channel that delivered the job takes it), and
+  reads what a publish answered for work it folded into it (:meth:`take_answer`; the
+  channel's ``_put`` gave it with :meth:`put_answer`).
+
+Thread-safe (a threads worker's jobs attach at once) and fork-safe (a forked child attaches
+nothing to a delivery its parent opened; its own channels are new). Two apps in one process
+have two hook objects: one app's guard never reaches the other's channels.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+
+from sandbox_platform.broker.ack_riders import Completion, Deliveries
+
+__all__ = ["HOOKS_OPTION", "BrokerHooks"]
+
+#: the transport option that carries an app's hooks to its channels
+HOOKS_OPTION = "sandbox_platform_hooks"
+
+#: publish answers kept at most (one is taken right after its publish; a publish that failed
+#: before its answer was read leaves one behind)
+ANSWERS_KEPT = 10_000
+
+
+class BrokerHooks:
+    """One app's side of the transport (see the module)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channels: weakref.WeakSet[Deliveries] = weakref.WeakSet()
+        self._answers: OrderedDict[str, str] = OrderedDict()
+
+    def for_channel(self) -> Deliveries:
+        """The deliveries of a new channel (the channel keeps it; it leaves with it)."""
+        deliveries = Deliveries()
+        with self._lock:
+            self._channels.add(deliveries)
+        return deliveries
+
+    def attach(self, tag: str | None, completion: Completion) -> bool:
+        """Let ``completion`` ride with the acknowledgement of delivery ``tag``; False when
+        none of the app's channels in this process holds ``tag`` open."""
+        return any(deliveries.attach(tag, completion) for deliveries in self._open_channels(tag))
+
+    def attach_record(self, tag: str | None, outbox: str, record: str) -> bool:
+        """Let run record ``record`` ride with the acknowledgement of ``tag`` (onto ``outbox``)."""
+        return any(
+            deliveries.attach_record(tag, outbox, record) for deliveries in self._open_channels(tag)
+        )
+
+    def _open_channels(self, tag: str | None) -> list[Deliveries]:
+        if not tag:
+            return []
+        with self._lock:
+            return list(self._channels)
+
+    def put_answer(self, task_id: str, held: str) -> None:
+        """The transport's answer for ``task_id``'s publish: what the key's record held
+        ("" = marked now, the message pushed)."""
+        with self._lock:
+            self._answers[task_id] = held
+            while len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+
+    def take_answer(self, task_id: str) -> str | None:
+        """The answer for ``task_id`` (once); None when the transport gave none."""
+        with self._lock:
+            return self._answers.pop(task_id, None)
