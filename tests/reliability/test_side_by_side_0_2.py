@@ -1,0 +1,100 @@
+"""Old and new workers side by side during a rolling upgrade: the previous release (0.2, the
+commit before this version's broker and run-record changes, run from ``git archive``) and this
+version consume the same queue, on the same Redis and database, while jobs and their
+re-submissions are published by both. Every idempotent job has its effect exactly once.
+
+The previous release reads messages this version publishes (and the other way round); the
+database is upgraded first (``db upgrade``: the new ``run_key`` column is nullable, so the
+old workers' run records still insert)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import Effect
+from sandbox_platform.procs.worker import WorkerSubprocess
+from tests.helpers import platform_env, wait_until
+
+pytestmark = pytest.mark.slow
+# The last commit of 0.2 before this version (by id: a plain clone carries no tags).
+PREVIOUS = "6c17972"
+ROOT = Path(__file__).resolve().parents[2]
+JOBS = 120
+ENQUEUE = """
+import sys
+from tests.worker_app import tasks
+for n in range(int(sys.argv[1]), int(sys.argv[2])):
+    tasks.effect_once.delay(f"order-{n}", 0.02, f"side-starts:order-{n}")
+"""
+
+
+@pytest.fixture(scope="module")
+def previous_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], capture_output=True)
+    assert archive.returncode == 0, f"needs {PREVIOUS} in the history: {archive.stderr!r}"
+    target = tmp_path_factory.mktemp("sandbox-platform-0.2")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def _run(env: dict[str, str], *args: str) -> None:
+    cwd = env.get("PYTHONPATH", str(ROOT))
+    done = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+
+
+def _effects(url: str) -> list[str]:
+    with session_scope(url) as session:
+        return sorted(session.scalars(select(Effect.idempotency_key)))
+
+
+def test_previous_and_new_workers_side_by_side_run_each_idempotent_job_once(
+    previous_tree: Path, platform_app, redis_url, redis_client, tmp_path
+) -> None:
+    database = f"sqlite:///{tmp_path / 'side.sqlite3'}"
+    settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
+    new_env = platform_env(**settings)
+    old_env = {**new_env, "PYTHONPATH": str(previous_tree)}
+    _run(new_env, "-m", "sandbox_platform", "db", "upgrade")
+
+    workers = [
+        WorkerSubprocess(
+            "tests.worker_app",
+            hostname="previous@localhost",
+            env=old_env,
+            log_path=tmp_path / "previous.log",
+            cwd=previous_tree,
+        ),
+        WorkerSubprocess(
+            "tests.worker_app", hostname="new@localhost", env=new_env, log_path=tmp_path / "new.log"
+        ),
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(platform_app, timeout=60)
+        half = JOBS // 2
+        _run(old_env, "-c", ENQUEUE, "0", str(half))  # published by the previous release
+        _run(new_env, "-c", ENQUEUE, str(half), str(JOBS))  # by this one
+        _run(old_env, "-c", ENQUEUE, str(half), str(JOBS))  # re-submissions, crosswise
+        _run(new_env, "-c", ENQUEUE, "0", str(half))
+        expected = sorted(f"effect:order-{n}" for n in range(JOBS))
+        wait_until(lambda: _effects(database) == expected, timeout=120, message="jobs not run")
+        wait_until(lambda: redis_client.llen("sandbox_platform.sandbox") == 0, timeout=60)
+    finally:
+        codes = [worker.stop(timeout=30) for worker in workers]
+    assert codes == [0, 0], [worker.log_text()[-2000:] for worker in workers]
+    starts = {n: redis_client.lrange(f"side-starts:order-{n}", 0, -1) for n in range(JOBS)}
+    assert [n for n, runs in starts.items() if len(runs) != 1] == []  # no job ran twice
+    pids = {runs[0].split(b":")[0].decode() for runs in starts.values()}
+    solo = {str(worker.process.pid) for worker in workers if worker.process is not None}
+    assert pids == solo, (pids, solo)  # both releases took jobs (solo: the worker's own pid)
