@@ -185,7 +185,7 @@ def broker_hooks(app: Celery) -> BrokerHooks:
     """``app``'s side of the transport (broker/hooks.py): one per app, made on first use."""
     hooks = app.__dict__.get(_HOOKS_ATTRIBUTE)
     if not isinstance(hooks, BrokerHooks):
-        with _lock:
+        with _hooks_lock:  # not _lock: runtime_for asks for the hooks while holding it
             hooks = app.__dict__.get(_HOOKS_ATTRIBUTE)
             if not isinstance(hooks, BrokerHooks):
                 hooks = app.__dict__[_HOOKS_ATTRIBUTE] = BrokerHooks()
@@ -194,6 +194,7 @@ def broker_hooks(app: Celery) -> BrokerHooks:
 
 #: where an app keeps its broker hooks
 _HOOKS_ATTRIBUTE = "_sp_broker_hooks"
+_hooks_lock = threading.Lock()
 
 
 def built_runtime(app: Celery) -> Runtime | None:

@@ -9,8 +9,6 @@ old workers' run records still insert)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,11 +18,11 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Effect
 from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
+from tests.releases import archived_tree, run_python
 
 pytestmark = pytest.mark.slow
 # The last commit of 0.2 before this version (by id: a plain clone carries no tags).
 PREVIOUS = "6c17972"
-ROOT = Path(__file__).resolve().parents[2]
 JOBS = 120
 ENQUEUE = """
 import sys
@@ -36,19 +34,7 @@ for n in range(int(sys.argv[1]), int(sys.argv[2])):
 
 @pytest.fixture(scope="module")
 def previous_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], capture_output=True)
-    assert archive.returncode == 0, f"needs {PREVIOUS} in the history: {archive.stderr!r}"
-    target = tmp_path_factory.mktemp("sandbox-platform-0.2")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target
-
-
-def _run(env: dict[str, str], *args: str) -> None:
-    cwd = env.get("PYTHONPATH", str(ROOT))
-    done = subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
-    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    return archived_tree(PREVIOUS, tmp_path_factory, "sandbox-platform-0.2")
 
 
 def _effects(url: str) -> list[str]:
@@ -63,7 +49,7 @@ def test_previous_and_new_workers_side_by_side_run_each_idempotent_job_once(
     settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
     new_env = platform_env(**settings)
     old_env = {**new_env, "PYTHONPATH": str(previous_tree)}
-    _run(new_env, "-m", "sandbox_platform", "db", "upgrade")
+    run_python(new_env, "-m", "sandbox_platform", "db", "upgrade")
 
     workers = [
         WorkerSubprocess(
@@ -83,10 +69,10 @@ def test_previous_and_new_workers_side_by_side_run_each_idempotent_job_once(
         for worker in workers:
             worker.wait_ready(platform_app, timeout=60)
         half = JOBS // 2
-        _run(old_env, "-c", ENQUEUE, "0", str(half))  # published by the previous release
-        _run(new_env, "-c", ENQUEUE, str(half), str(JOBS))  # by this one
-        _run(old_env, "-c", ENQUEUE, str(half), str(JOBS))  # re-submissions, crosswise
-        _run(new_env, "-c", ENQUEUE, "0", str(half))
+        run_python(old_env, "-c", ENQUEUE, "0", str(half))  # published by the previous release
+        run_python(new_env, "-c", ENQUEUE, str(half), str(JOBS))  # by this one
+        run_python(old_env, "-c", ENQUEUE, str(half), str(JOBS))  # re-submissions, crosswise
+        run_python(new_env, "-c", ENQUEUE, "0", str(half))
         expected = sorted(f"effect:order-{n}" for n in range(JOBS))
         wait_until(lambda: _effects(database) == expected, timeout=120, message="jobs not run")
         wait_until(lambda: redis_client.llen("sandbox_platform.sandbox") == 0, timeout=60)

@@ -8,8 +8,6 @@ wrote, and no job runs twice."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,11 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Effect
 from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
+from tests.releases import archived_tree, run_python
 
 pytestmark = pytest.mark.slow
 # The 0.1.0 release commit; by id, not by tag: a plain clone carries the history, not the tags.
 OLD = "ea4984dd1f6829e42cea35fa5fe800d130911cfe"
-ROOT = Path(__file__).resolve().parents[2]
 ENQUEUE = """
 import sys
 from tests.worker_app import tasks
@@ -34,21 +32,7 @@ for n in range(int(sys.argv[1]), int(sys.argv[2])):
 
 @pytest.fixture(scope="module")
 def old_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD], capture_output=True)
-    assert archive.returncode == 0, f"needs 0.1.0 ({OLD}) in the history: {archive.stderr!r}"
-    target = tmp_path_factory.mktemp("sandbox-platform-0.1.0")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target
-
-
-def _run(env: dict[str, str], *args: str) -> str:
-    """``python *args`` in the tree its PYTHONPATH names (this checkout by default)."""
-    cwd = env.get("PYTHONPATH", str(ROOT))
-    done = subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
-    )
-    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
-    return done.stdout + done.stderr
+    return archived_tree(OLD, tmp_path_factory, "sandbox-platform-0.1.0")
 
 
 def _effects(url: str) -> list[str]:
@@ -63,12 +47,12 @@ def test_jobs_and_keys_of_0_1_are_honoured_and_none_runs_twice(
     settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
     new_env = platform_env(**settings)
     old_env = {**new_env, "PYTHONPATH": str(old_tree)}
-    _run(
+    run_python(
         old_env,
         "-c",
         f"import sandbox_platform as s; assert s.__file__.startswith({str(old_tree)!r})",
     )
-    _run(old_env, "-m", "sandbox_platform", "db", "upgrade")  # the 0.1 schema
+    run_python(old_env, "-m", "sandbox_platform", "db", "upgrade")  # the 0.1 schema
 
     # 0.1.0 runs ten jobs, then stops; ten more and five re-submissions wait in its queue
     old = WorkerSubprocess(
@@ -81,16 +65,16 @@ def test_jobs_and_keys_of_0_1_are_honoured_and_none_runs_twice(
     try:
         old.start()
         old.wait_ready(platform_app, timeout=60)
-        _run(old_env, "-c", ENQUEUE, "0", "10")
+        run_python(old_env, "-c", ENQUEUE, "0", "10")
         wait_until(lambda: len(_effects(database)) == 10, timeout=60, message="0.1 did not run")
     finally:
         assert old.stop(timeout=30) == 0, old.log_text()[-2000:]
-    _run(old_env, "-c", ENQUEUE, "10", "20")
-    _run(old_env, "-c", ENQUEUE, "0", "5")
+    run_python(old_env, "-c", ENQUEUE, "10", "20")
+    run_python(old_env, "-c", ENQUEUE, "0", "5")
 
     # the upgrade, as docs/upgrading.md says
-    _run(new_env, "-m", "sandbox_platform", "db", "upgrade")
-    moved = _run(
+    run_python(new_env, "-m", "sandbox_platform", "db", "upgrade")
+    moved = run_python(
         new_env, "-m", "sandbox_platform", "queues", "migrate", "--app", "tests.worker_app"
     )
     assert "10 job(s) to sandbox_platform.sandbox" in moved, moved
@@ -100,8 +84,8 @@ def test_jobs_and_keys_of_0_1_are_honoured_and_none_runs_twice(
     try:
         new.start()
         new.wait_ready(platform_app, timeout=60)
-        _run(new_env, "-c", ENQUEUE, "5", "10")  # the new version re-submits done ones too
-        _run(new_env, "-c", ENQUEUE, "20", "25")
+        run_python(new_env, "-c", ENQUEUE, "5", "10")  # the new version re-submits done ones too
+        run_python(new_env, "-c", ENQUEUE, "20", "25")
         expected = sorted(f"effect:order-{n}" for n in range(25))
         wait_until(lambda: _effects(database) == expected, timeout=90, message="jobs not run")
         wait_until(lambda: redis_client.llen("sandbox_platform") == 0, timeout=30)
