@@ -6,7 +6,7 @@ claim, no governor token taken) and are re-queued. No Lua, no Redis call of its 
 from __future__ import annotations
 
 from sandbox_platform import Guard, Job
-from sandbox_platform.coordination.admission import AdmissionRequest
+from sandbox_platform.guards import AdmissionRequest
 
 SWITCH = "killswitch"
 

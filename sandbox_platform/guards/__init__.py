@@ -7,6 +7,7 @@ through :class:`Guard` hooks; :mod:`.pipeline` walks them; :mod:`.testing` unit-
 guard.
 """
 
+from sandbox_platform.coordination.admission import Admission, AdmissionRequest
 from sandbox_platform.coordination.governor import Decision, Governor
 from sandbox_platform.coordination.idempotency import IdempotencyManager, IdempotencyStore
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, Option, OptionContext, Outcome
@@ -15,6 +16,8 @@ from sandbox_platform.guards.retry import Jitter, RetryBackoffManager, RetryPoli
 from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 
 __all__ = [
+    "Admission",
+    "AdmissionRequest",
     "Decision",
     "DryRunLock",
     "EnqueueCall",
