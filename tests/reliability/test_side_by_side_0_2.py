@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from sandbox_platform.db.engine import session_scope
-from sandbox_platform.db.models import Effect
+from sandbox_platform.db.models import DeadLetter, Effect
 from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
 from tests.releases import archived_tree, run_python
@@ -24,6 +24,14 @@ pytestmark = pytest.mark.slow
 # The last commit of 0.2 before this version (by id: a plain clone carries no tags).
 PREVIOUS = "6c17972"
 JOBS = 120
+DELAYED = """
+import sys
+from tests.worker_app import tasks
+for n in range(int(sys.argv[1]), int(sys.argv[2])):
+    tasks.effect_once.apply_async((f"order-{n}", 0.0, f"side-starts:order-{n}"), countdown=3)
+for n in range(5):
+    tasks.fails_until_fixed.delay(f"blocked-{n}", "side-fixed-runs")
+"""
 ENQUEUE = """
 import sys
 from tests.worker_app import tasks
@@ -84,3 +92,57 @@ def test_previous_and_new_workers_side_by_side_run_each_idempotent_job_once(
     pids = {runs[0].split(b":")[0].decode() for runs in starts.values()}
     solo = {str(worker.process.pid) for worker in workers if worker.process is not None}
     assert pids == solo, (pids, solo)  # both releases took jobs (solo: the worker's own pid)
+
+
+def _dead_letters(url: str) -> list[int]:
+    with session_scope(url) as session:
+        return list(session.scalars(select(DeadLetter.id).order_by(DeadLetter.id)))
+
+
+def test_what_the_previous_release_left_is_consumed_by_the_new_one(
+    previous_tree: Path, platform_app, redis_url, redis_client, tmp_path
+) -> None:
+    """Delayed jobs a 0.2 worker held unacknowledged at its warm shutdown, and dead letters
+    it wrote, are run and replayed by this version, each effect once."""
+    database = f"sqlite:///{tmp_path / 'left.sqlite3'}"
+    settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
+    new_env = platform_env(**settings)
+    old_env = {**new_env, "PYTHONPATH": str(previous_tree)}
+    run_python(new_env, "-m", "sandbox_platform", "db", "upgrade")
+    old = WorkerSubprocess(
+        "tests.worker_app",
+        hostname="previous-left@localhost",
+        env=old_env,
+        log_path=tmp_path / "previous.log",
+        cwd=previous_tree,
+    )
+    try:
+        old.start()
+        old.wait_ready(platform_app, timeout=60)
+        run_python(old_env, "-c", DELAYED, "0", "10")  # ETA jobs, and jobs that dead-letter
+        wait_until(lambda: len(_dead_letters(database)) == 5, timeout=60)
+        assert _effects(database) == []  # the delayed ones wait in the old worker
+    finally:
+        assert old.stop(timeout=30) == 0, old.log_text()[-2000:]  # hands them back
+
+    new = WorkerSubprocess(
+        "tests.worker_app", hostname="new-left@localhost", env=new_env, log_path=tmp_path / "n.log"
+    )
+    try:
+        new.start()
+        new.wait_ready(platform_app, timeout=60)
+        expected = sorted(f"effect:order-{n}" for n in range(10))
+        wait_until(lambda: _effects(database) == expected, timeout=90, message="ETA jobs lost")
+        redis_client.set("fixed", 1)
+        for dead_letter in _dead_letters(database):
+            run_python(
+                new_env, "-m", "sandbox_platform", "dead-letters", "replay", str(dead_letter),
+                "--app", "tests.worker_app",
+            )  # fmt: skip
+        wait_until(lambda: redis_client.llen("side-fixed-runs") == 5, timeout=60)
+    finally:
+        assert new.stop(timeout=30) == 0, new.log_text()[-2000:]
+    starts = {n: redis_client.llen(f"side-starts:order-{n}") for n in range(10)}
+    assert starts == dict.fromkeys(range(10), 1), starts
+    replayed = sorted(x.decode() for x in redis_client.lrange("side-fixed-runs", 0, -1))
+    assert replayed == [f"blocked-{n}" for n in range(5)]
