@@ -13,7 +13,9 @@ meets the transport here, explicitly, instead of through module registries or th
   reads what a publish answered for work it folded into it (:meth:`take_answer`; the
   channel's ``_put`` gave it with :meth:`put_answer`).
 
-Thread-safe (a threads worker's jobs attach at once) and fork-safe (a forked child attaches
+It travels in the connection's transport options, which a worker's ``inspect stats`` reply
+carries: in JSON it is its repr. Thread-safe (a threads worker's jobs attach at once) and
+fork-safe (a forked child attaches
 nothing to a delivery its parent opened; its own channels are new). Two apps in one process
 have two hook objects: one app's guard never reaches the other's channels.
 """
@@ -43,6 +45,16 @@ class BrokerHooks:
         self._lock = threading.Lock()
         self._channels: weakref.WeakSet[Deliveries] = weakref.WeakSet()
         self._answers: OrderedDict[str, str] = OrderedDict()
+
+    def __json__(self) -> str:
+        """What a JSON reply shows for it: a worker's ``inspect stats`` carries its
+        connection's transport options, and kombu's encoder asks for this."""
+        return repr(self)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            channels = len(self._channels)
+        return f"<BrokerHooks: {channels} channel(s)>"
 
     def for_channel(self) -> Deliveries:
         """The deliveries of a new channel (the channel keeps it; it leaves with it)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+from kombu.utils import json
+
 from sandbox_platform import create_app, load_settings
 from sandbox_platform.app.runtime import broker_hooks, runtime_for
 from sandbox_platform.broker.hooks import HOOKS_OPTION
@@ -42,3 +44,10 @@ def test_two_apps_have_two_hooks_and_the_transport_gets_its_apps(platform_app, r
         assert broker_hooks(other) is not mine
     finally:
         other.close()
+
+
+def test_the_hooks_in_the_transport_options_go_into_a_json_reply(platform_app) -> None:
+    """A worker's ``inspect stats`` reply carries its connection's transport options: kombu's
+    JSON must take the hooks (it did not: no worker answered ``stats``)."""
+    options = platform_app.conf.broker_transport_options
+    assert "BrokerHooks" in json.dumps(options)
