@@ -9,9 +9,10 @@ meets the transport here, explicitly, instead of through module registries or th
 - every channel the transport opens for that app's connections asks it for its own
   :class:`~sandbox_platform.broker.ack_riders.Deliveries` (:meth:`BrokerHooks.for_channel`);
 - a guard lets a completion or a run record ride with its job's acknowledgement
-  (:meth:`attach`, :meth:`attach_record`: the channel that delivered the job takes it), and
-  reads what a publish answered for work it folded into it (:meth:`take_answer`; the
-  channel's ``_put`` gave it with :meth:`put_answer`).
+  (:meth:`attach`, :meth:`attach_record`: the channel that delivered the job takes it).
+
+(What a publish answers for work folded into it needs no hooks: the answer object travels in
+the message's header to ``_put``, :class:`~sandbox_platform.broker.publish_once.PublishAnswer`.)
 
 It travels in the connection's transport options, which a worker's ``inspect stats`` reply
 carries: in JSON it is its repr. Thread-safe (a threads worker's jobs attach at once) and
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 
 from sandbox_platform.broker.ack_riders import Completion, Deliveries
 
@@ -33,10 +33,6 @@ __all__ = ["HOOKS_OPTION", "BrokerHooks"]
 #: the transport option that carries an app's hooks to its channels
 HOOKS_OPTION = "sandbox_platform_hooks"
 
-#: publish answers kept at most (one is taken right after its publish; a publish that failed
-#: before its answer was read leaves one behind)
-ANSWERS_KEPT = 10_000
-
 
 class BrokerHooks:
     """One app's side of the transport (see the module)."""
@@ -44,7 +40,6 @@ class BrokerHooks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._channels: weakref.WeakSet[Deliveries] = weakref.WeakSet()
-        self._answers: OrderedDict[str, str] = OrderedDict()
 
     def __json__(self) -> str:
         """What a JSON reply shows for it: a worker's ``inspect stats`` carries its
@@ -79,16 +74,3 @@ class BrokerHooks:
             return []
         with self._lock:
             return list(self._channels)
-
-    def put_answer(self, task_id: str, held: str) -> None:
-        """The transport's answer for ``task_id``'s publish: what the key's record held
-        ("" = marked now, the message pushed)."""
-        with self._lock:
-            self._answers[task_id] = held
-            while len(self._answers) > ANSWERS_KEPT:
-                self._answers.popitem(last=False)
-
-    def take_answer(self, task_id: str) -> str | None:
-        """The answer for ``task_id`` (once); None when the transport gave none."""
-        with self._lock:
-            return self._answers.pop(task_id, None)

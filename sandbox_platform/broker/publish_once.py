@@ -9,13 +9,27 @@ message's ``PUBLISH_ONCE_HEADER``; the platform's transport takes the header out
 script (``broker/lua/publish_once.lua``): if no job is marked it marks this one *and* pushes the
 message; if the mark names the same task id (a retry or a deferral publishes the job again)
 the message is pushed; otherwise nothing is pushed. The *answer* (``""`` when the message was
-pushed, else what the record holds) is handed to the app's
-:class:`~sandbox_platform.broker.hooks.BrokerHooks` per task id, for the guard to read after
-the publish.
+pushed, else what the record holds) is written into the :class:`PublishAnswer` the guard
+put in the header (its fourth element) for itself to read after the publish: the header never
+leaves the process (the transport takes it out before the message is serialized), so nothing
+needs a registry, and two apps sharing kombu's connection pool cannot mix their answers.
 """
 
 from __future__ import annotations
 
-__all__ = ["PUBLISH_ONCE_HEADER"]
+__all__ = ["PUBLISH_ONCE_HEADER", "PublishAnswer"]
 
 PUBLISH_ONCE_HEADER = "sp_publish_once"
+
+
+class PublishAnswer:
+    """Where the transport answers one folded publish: ``held`` stays None when no platform
+    transport handled it (the message was published as it was)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held: str | None = None
+
+    def __json__(self) -> None:  # never serialized with a message; safe if it ever is
+        return None

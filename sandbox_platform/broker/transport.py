@@ -67,7 +67,7 @@ from sandbox_platform.broker.fetch_reply import (
 from sandbox_platform.broker.hooks import HOOKS_OPTION, BrokerHooks
 from sandbox_platform.broker.kombu_api import internals
 from sandbox_platform.broker.lua import TRANSPORT_SCRIPTS
-from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, PublishAnswer
 
 __all__ = [
     "ADMIT_OPTION",
@@ -379,7 +379,8 @@ class Channel(kombu_redis.Channel):
             super()._put(queue, message, **kwargs)
             return
         task_id = str(headers.get("id")) if isinstance(headers, dict) else ""
-        key, value, ttl = once
+        key, value, ttl, *rest = once
+        answer = rest[0] if rest and isinstance(rest[0], PublishAnswer) else None
         if kwargs.get("_publish_batch") is not None or (chan._expires and queue in chan._expires):
             # kombu's own push (a batch, or a queue that expires): the script only marks
             held = self._publish_once(key, "", value, ttl, "")
@@ -389,8 +390,8 @@ class Channel(kombu_redis.Channel):
         else:
             target = chan._q_for_pri(queue, chan._get_message_priority(message, reverse=False))
             held = self._publish_once(key, target, value, ttl, dumps(message))
-        if self.sandbox_platform_hooks is not None:
-            self.sandbox_platform_hooks.put_answer(task_id, held)
+        if answer is not None:
+            answer.held = held
 
     def _publish_once(self, key: str, target: str, value: str, ttl: int, message: str) -> str:
         """``publish_once.lua``: mark ``key`` for this job and push ``message`` onto ``target``

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox_platform import create_app, load_settings
 from sandbox_platform.app.enqueue import publishes_once
 from sandbox_platform.core.errors import IdempotencyConflict
 from tests.integration.test_bulk_enqueue import round_trips
@@ -50,3 +51,22 @@ def test_the_same_job_published_again_is_pushed(guarded, redis_client) -> None:
     again = guarded.effect_once.apply_async(("once-3", 0.0, "s"), task_id=first.id)
     assert again.id == first.id
     assert redis_client.llen(QUEUE) == 2
+
+
+def test_a_duplicate_is_answered_when_another_app_opened_the_pooled_connection(
+    guarded, platform_app, platform_settings_kwargs, redis_client
+) -> None:
+    """kombu's connection pool is shared by apps of one broker URL: the channel that publishes
+    for this app may have been opened for another. The answer travels with the message's
+    header, so it still reaches this app's guard (regression: with the answers kept per app,
+    the duplicate got a new id for a job that was never pushed)."""
+    other = create_app(load_settings(**platform_settings_kwargs))
+    try:
+        with other.producer_or_acquire() as producer:  # the pool's connection: the other's
+            producer.publish({}, routing_key="elsewhere")
+        first = guarded.effect_once.delay("once-4", 0.0, "s")
+        again = guarded.effect_once.delay("once-4", 0.0, "s")
+        assert again.id == first.id
+        assert redis_client.llen(QUEUE) == 1
+    finally:
+        other.close()

@@ -1,5 +1,5 @@
 """What rides with acknowledgements (completions, run records), per channel, reached through
-one app's hooks; and the publish answers, per app."""
+one app's hooks."""
 
 from __future__ import annotations
 
@@ -95,10 +95,3 @@ def test_a_channel_that_went_away_leaves_its_apps_hooks() -> None:
     del channel
     gc.collect()
     assert not hooks.attach("t9", DONE)
-
-
-def test_publish_answers_are_the_apps_and_read_once() -> None:
-    other = BrokerHooks()
-    HOOKS.put_answer("job-1", "")
-    assert other.take_answer("job-1") is None
-    assert HOOKS.take_answer("job-1") == "" and HOOKS.take_answer("job-1") is None

@@ -23,7 +23,7 @@ import redis
 import structlog
 
 from sandbox_platform.broker.ack_riders import Completion
-from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER
+from sandbox_platform.broker.publish_once import PUBLISH_ONCE_HEADER, PublishAnswer
 from sandbox_platform.coordination.admission import Admission, AdmissionRequest
 from sandbox_platform.coordination.enqueue_marks import enqueue_key, forget_marks, mark_first_jobs
 from sandbox_platform.coordination.governor import resolve_resource
@@ -114,7 +114,7 @@ class IdempotencyGuard(EnqueueShortcuts, Guard):
         folded = call.state.get(_Folded)
         if folded is None or call.task_id is None:
             return
-        held = call.services.broker.take_answer(call.task_id)
+        held = folded.answer.held
         if held is None:
             return  # the transport gave no answer: it published the message as it was
         key, mine = folded.key, folded.value
@@ -234,6 +234,7 @@ class _Folded:
 
     key: str
     value: str
+    answer: PublishAnswer
 
 
 def _fingerprint_of(state: GuardState, args: Sequence[Any], kwargs: Any) -> str:
@@ -250,8 +251,9 @@ def _fold_into_publish(call: EnqueueCall, key: str, ttl: float) -> None:
     """Let the transport mark the first job and push the message in one call."""
     value = f"{call.task_id} {_fingerprint_of(call.state, call.args, call.kwargs)}"
     redis_key = enqueue_key(call.services.prefix, key)
-    call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl))])
-    call.state.put(_Folded(key, value))
+    answer = PublishAnswer()  # the transport writes what the record held into it
+    call.add_header(PUBLISH_ONCE_HEADER, [redis_key, value, max(1, int(ttl)), answer])
+    call.state.put(_Folded(key, value, answer))
 
 
 def _existing_or_conflict(call: EnqueueCall, key: str, held: str, args_fingerprint: str) -> str:
