@@ -172,7 +172,7 @@ def guard_option_names(app: Celery) -> dict[str, Guard]:
 def _resolve_options(
     app: Celery, name: str, options: Mapping[str, Any], params: Sequence[str]
 ) -> dict[str, Any]:
-    context = OptionContext(name, tuple(params))
+    context = OptionContext(name, tuple(params), dict(options))
     resolved: dict[str, Any] = {}
     for guard in _guards_of(app):
         for option, spec in guard.options.items():

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox_platform.core.secret_mask import active_mask
+
 __all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
 
 MASK = "***"
@@ -100,7 +102,10 @@ def _mask_inline(match: re.Match[str]) -> str:
 
 
 def redact_value(text: str) -> str:
-    """Mask secrets inside one string."""
+    """Mask secrets inside one string (and the running job's secret values)."""
+    mask = active_mask()
+    if mask is not None:
+        text = mask.mask(text)
     if not text or not _MAYBE_SECRET.search(text):
         return text
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
@@ -132,11 +137,21 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         return redact_value(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 999_999_999_999:
-        return f"{MASK}{str(value)[-4:]}" if _card_int(value) else value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _redact_number(value)
     if isinstance(value, Mapping):
         return {k: _masked_item(k, v, _depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
         items = [redact(v, _depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def _redact_number(value: int | float) -> Any:
+    """A number that is one of the running job's secret values, or a card number: masked."""
+    mask = active_mask()
+    if mask is not None and str(value) in mask:
+        return MASK
+    if isinstance(value, int) and value > 999_999_999_999:
+        return f"{MASK}{str(value)[-4:]}" if _card_int(value) else value
     return value

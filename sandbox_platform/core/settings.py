@@ -31,6 +31,7 @@ from sandbox_platform.core.cluster_url import CLUSTER_SCHEMES, check_cluster_url
 from sandbox_platform.core.database_identity import database_identity
 from sandbox_platform.core.errors import IsolationError, SettingsError
 from sandbox_platform.core.redaction import MASK, redact_value
+from sandbox_platform.core.secret_keys import check_fingerprint_key, check_key_ring
 
 __all__ = [
     "ENV_PREFIX",
@@ -165,6 +166,15 @@ class Settings(BaseSettings):
     egress_allow: str | None = Field(
         default=None, description="host:port patterns task code may reach in sandbox mode"
     )
+    secret_keys: str | None = Field(
+        default=None,
+        description="keys that seal secret task arguments: <id>:<base64 key>, comma-separated; "
+        "the first seals, all open (sandbox-platform secrets new-key)",
+    )
+    secret_fingerprint_key: str | None = Field(
+        default=None,
+        description="HMAC key of secret arguments' idempotency fingerprints (never rotated)",
+    )
     queue_backlog_threshold: int = Field(
         default=1000, gt=0, description="jobs waiting in a queue before a backlog alert"
     )
@@ -174,6 +184,16 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="seconds the oldest waiting job may wait before an alert",
     )
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _check_secret_keys(cls, value: str | None) -> str | None:
+        return None if value is None else check_key_ring(value)
+
+    @field_validator("secret_fingerprint_key")
+    @classmethod
+    def _check_fingerprint_key(cls, value: str | None) -> str | None:
+        return None if value is None else check_fingerprint_key(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -365,7 +385,15 @@ class Settings(BaseSettings):
 
 
 #: settings whose whole value is a secret (masked wherever settings are shown)
-SECRET_SETTINGS = frozenset({"dashboard_password", "dashboard_token", "flower_basic_auth"})
+SECRET_SETTINGS = frozenset(
+    {
+        "dashboard_password",
+        "dashboard_token",
+        "flower_basic_auth",
+        "secret_keys",
+        "secret_fingerprint_key",
+    }
+)
 
 
 _APP_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?")

@@ -34,6 +34,8 @@ from sandbox_platform.broker.ack_riders import Settlement
 from sandbox_platform.broker.hooks import BrokerHooks
 from sandbox_platform.core.context import request_header
 from sandbox_platform.core.jobscope import current_job
+from sandbox_platform.core.secret_keys import SecretKeys, secret_keys_for
+from sandbox_platform.core.secret_mask import SecretMask
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db.recorder import Recorder
 from sandbox_platform.guards.dry_run import DryRunLock
@@ -83,6 +85,12 @@ class Services:
         return self.settings.key_prefix
 
     @functools.cached_property
+    def secret_keys(self) -> SecretKeys:
+        """What seals the app's secret arguments (live mode without keys: SettingsError);
+        worked out on first use (a sandbox may generate its key)."""
+        return secret_keys_for(self.settings)
+
+    @functools.cached_property
     def egress(self) -> EgressPolicy | None:
         """The allow-list the app's jobs are held to in a sandbox worker; None: unrestricted
         (live mode, or the guard off). Worked out on first use (it resolves host names)."""
@@ -103,6 +111,8 @@ class OptionContext:
 
     task_name: str
     params: Sequence[str]
+    #: every option the task was declared with, as given (for checks across options)
+    declared: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,8 @@ class Job:
     state: GuardState = field(default_factory=GuardState)
     #: the run record waits for this: the job's result stored (with its acknowledgement)
     record_after: Settlement | None = None
+    #: the values of the job's secret arguments, masked in everything written while it runs
+    secrets: SecretMask = field(default_factory=SecretMask)
     _result_json: str | None = None
 
     #: this delivery's request (Celery keeps it per thread: taken where the job starts, so

@@ -38,6 +38,7 @@ from sandbox_platform.core.context import (
 )
 from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
 from sandbox_platform.core.jobscope import JobScope, job_scope
+from sandbox_platform.core.secret_mask import masking
 from sandbox_platform.guards.base import (
     EnqueueCall,
     Guard,
@@ -56,7 +57,9 @@ from sandbox_platform.guards.prefetch import (
 )
 from sandbox_platform.guards.republish import publish_again, retry_or_requeue
 from sandbox_platform.guards.run_records import RESULT_RECORD_LIMIT, RUN_STATES, RunRecords
+from sandbox_platform.guards.scrub import scrubbed
 from sandbox_platform.guards.shortcuts import SHORTCUT_HOOKS, EnqueueShortcuts
+from sandbox_platform.guards.state import CallArguments
 from sandbox_platform.guards.time_limits import JobTimeLimitExceeded, ThreadDeadlines, Watched
 
 __all__ = ["RESULT_RECORD_LIMIT", "RUN_STATES", "Pipeline", "sort_guards"]
@@ -177,9 +180,13 @@ class Pipeline:
     # -- run ------------------------------------------------------------------------------
 
     def run(self, task: GuardedTaskLike, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run one delivery of ``task`` through the guards; return its result or raise."""
+        """Run one delivery of ``task`` through the guards; return its result or raise.
+
+        Everything written while it runs has the job's secret values masked (its mask is
+        empty unless a guard opened sealed arguments)."""
         job = Job(task, args, kwargs, self.services)
-        return self._carry_out(job, self._dead_letters.pending(job) or self._decide(job))
+        with masking(job.secrets):
+            return self._carry_out(job, self._dead_letters.pending(job) or self._decide(job))
 
     def _decide(self, job: Job) -> Outcome:
         try:
@@ -217,8 +224,10 @@ class Pipeline:
         watched: Watched | None = None
         stopped: BaseException | None = None
         try:
+            call = job.state.get(CallArguments)  # a guard's (opened secrets), else the message's
+            args, kwargs = (call.args, call.kwargs) if call is not None else (job.args, job.kwargs)
             with job_scope(scope), watch as watched:
-                value = job.task.run(*job.args, **job.kwargs)
+                value = job.task.run(*args, **kwargs)
         except JobTimeLimitExceeded:
             if watched is None or not watched.timed_out.is_set():
                 raise  # not ours to handle
@@ -293,6 +302,8 @@ class Pipeline:
     # -- outcome --------------------------------------------------------------------------
 
     def _carry_out(self, job: Job, outcome: Outcome) -> Any:
+        if job.secrets:  # what leaves the job (errors, details) has its secret values masked
+            outcome = scrubbed(outcome)
         for guard in self._after_run:
             with contextlib.suppress(GuardHookError):  # logged; the outcome stands
                 _hook(guard, "after_run", guard.after_run, job, outcome)

@@ -12,9 +12,12 @@ so a read is typed and two guards cannot clash::
     job.state.put(_Window(time.time()))
     window = job.state.get(_Window)        # _Window | None
 
-One state class is shared on purpose: :class:`IdempotencyClaim`, the job's idempotency key
-and fencing token, which the pipeline shows to the job's body (the job scope) and names in
-its dead letter.
+Three state classes are shared on purpose: :class:`IdempotencyClaim`, the job's idempotency
+key and fencing token, which the pipeline shows to the job's body (the job scope) and names in
+its dead letter; :class:`CallArguments`, the arguments the body is called with when they are
+not the message's (the secrets guard opens sealed ones); :class:`FingerprintArguments`, the
+arguments the idempotency fingerprint is taken over when they are not the message's (a secret
+one as its HMAC).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["GuardState", "IdempotencyClaim"]
+__all__ = ["CallArguments", "FingerprintArguments", "GuardState", "IdempotencyClaim"]
 
 _T = TypeVar("_T")
 
@@ -68,3 +71,19 @@ class IdempotencyClaim:
 
     key: str
     fencing_token: int | None = None
+
+
+@dataclass(frozen=True)
+class CallArguments:
+    """What the body is called with, when a guard changed the message's arguments."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FingerprintArguments:
+    """What the idempotency fingerprint is taken over, when not the message's arguments."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]

@@ -15,6 +15,7 @@ from sandbox_platform.guards.builtin.mode import ModeGuard
 from sandbox_platform.guards.builtin.payload import PayloadGuard
 from sandbox_platform.guards.builtin.poison import PoisonGuard
 from sandbox_platform.guards.builtin.retry import RetryGuard
+from sandbox_platform.guards.builtin.secrets import SecretsGuard
 from sandbox_platform.guards.builtin.time_limit import TimeLimitGuard
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "PayloadGuard",
     "PoisonGuard",
     "RetryGuard",
+    "SecretsGuard",
     "TimeLimitGuard",
 ]
 
@@ -36,6 +38,7 @@ BUILTIN_GUARDS: tuple[Guard, ...] = (
     ModeGuard(),
     PoisonGuard(),
     ArgumentsGuard(),
+    SecretsGuard(),
     PayloadGuard(),
     CountdownGuard(),
     IdempotencyGuard(),

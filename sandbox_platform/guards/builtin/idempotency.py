@@ -44,7 +44,7 @@ from sandbox_platform.guards.base import (
     Services,
 )
 from sandbox_platform.guards.shortcuts import EnqueueShortcuts
-from sandbox_platform.guards.state import GuardState, IdempotencyClaim
+from sandbox_platform.guards.state import FingerprintArguments, GuardState, IdempotencyClaim
 from sandbox_platform.guards.templates import check_template
 
 __all__ = ["IdempotencyGuard"]
@@ -242,6 +242,9 @@ def _fingerprint_of(state: GuardState, args: Sequence[Any], kwargs: Any) -> str:
     dedupe use the same one)."""
     found = state.get(_Fingerprint)
     if found is None:
+        view = state.get(FingerprintArguments)  # secret arguments: their HMACs
+        if view is not None:
+            args, kwargs = view.args, view.kwargs
         found = _Fingerprint(fingerprint(list(args), kwargs))
         state.put(found)
     return found.value
