@@ -22,7 +22,7 @@ from celery import Celery, signals
 from celery.app.task import Task
 from celery.utils.saferepr import saferepr
 
-from sandbox_platform.app.live_gate import check_live_worker
+from sandbox_platform.app.live_gate import check_live_worker, check_secret_keys
 from sandbox_platform.app.rejects import dead_letter_message, record_expired
 from sandbox_platform.app.runtime import built_runtime, flush_runtime, runtime_for
 from sandbox_platform.app.worker_services import start_worker_services, stop_worker_services
@@ -171,6 +171,7 @@ def _on_worker_init(sender: Any = None, **_kwargs: Any) -> None:
     if app is None:
         return
     settings = settings_of(app)
+    check_secret_keys(settings, app)
     check_live_worker(settings, app, lambda: runtime_for(app).alerts)
     install_context_propagation()
     guard = install_egress_guard(

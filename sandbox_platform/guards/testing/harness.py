@@ -75,7 +75,7 @@ def _resolve(
     unknown = sorted(set(given) - declared)
     if unknown:
         raise ValueError(f"{name}: no guard of the harness declares {unknown}")
-    context = OptionContext(name, tuple(argnames))
+    context = OptionContext(name, tuple(argnames), dict(given))
     return {
         option: spec.resolve(context, given[option]) if option in given else spec.default
         for guard in guards
