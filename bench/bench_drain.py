@@ -19,7 +19,10 @@ Variants (the task body is the same single ``INCR`` of one counter key in every 
    --events`` (``-E``, worker heartbeat on, no gossip, no mingle): what Flower costs;
 7. ``dramatiq``: Dramatiq, Redis broker, 2 processes x 4 threads, the same body;
 8. ``platform-guarded-split``: variant 4 with the coordination keys in db 8 (the fallback
-   path: admission with its own round trip).
+   path: admission with its own round trip);
+9. ``platform-secret``: variant 4 with its one argument declared secret (``secret=["i"]``:
+   sealed with AES-GCM at enqueue, opened in the worker; the sandbox key generated into the
+   bench's data directory).
 
 Then the I/O-bound phase (``--io-variants``; issue 17): jobs that wait 100 ms, then the same
 ``INCR``, at 2 x 8 in flight: ``io-platform`` (the guarded task with governor and idempotency
@@ -170,6 +173,15 @@ VARIANTS = (
         f"5 platform, guarded + idempotency key, 2 x {SHAPE} lean",
         "bench.drain_platform:platform_app",
         "drain_idem",
+        PLATFORM_QUEUE,
+        2,
+        PLATFORM_ARGS,
+    ),
+    Variant(
+        "platform-secret",
+        f"9 platform, guarded + one secret argument, 2 x {SHAPE} lean",
+        "bench.drain_platform:platform_app",
+        "drain_secret",
         PLATFORM_QUEUE,
         2,
         PLATFORM_ARGS,
@@ -824,6 +836,7 @@ ENQUEUE_KINDS = (
     ("bare-default", "single"),
     ("platform-guarded", "single"),
     ("platform-idem", "single"),
+    ("platform-secret", "single"),
     ("platform-guarded", "bulk"),
     ("dramatiq", "single"),
 )

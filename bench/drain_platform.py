@@ -26,6 +26,7 @@ __all__ = [
     "drain_io",
     "drain_latency",
     "drain_plain",
+    "drain_secret",
     "drain_split",
     "platform_app",
     "platform_split_app",
@@ -56,6 +57,12 @@ def drain_guarded(i: int) -> None:
 
 @guarded_task(platform_app, name="drain.idem", governor=[GOVERNOR_RESOURCE], idempotency_key="{i}")
 def drain_idem(i: int) -> None:
+    incr()
+
+
+@guarded_task(platform_app, name="drain.secret", governor=[GOVERNOR_RESOURCE], secret=["i"])
+def drain_secret(i: int) -> None:
+    """The guarded task with one secret argument (sealed at enqueue, opened in the worker)."""
     incr()
 
 

@@ -61,6 +61,8 @@ def _drain_rows(results: Sequence[Any]) -> list[Row]:
              _ratio(drain("platform-idem"), bare), ">=", 1.6),
         _row("drain, plain platform task / bare defaults",
              _ratio(drain("platform-plain"), bare), ">=", 2.3),
+        _row("drain, guarded + one secret argument / guarded",
+             _ratio(drain("platform-secret"), drain("platform-guarded")), ">=", 0.9),
     ]  # fmt: skip
 
 
@@ -74,6 +76,9 @@ def _enqueue_rows(extras: dict[str, Any]) -> list[Row]:
              _ratio(chunks("platform-guarded single"), bare), ">=", 0.95),
         _row("enqueue, guarded + idempotency key / bare apply_async",
              _ratio(chunks("platform-idem single"), bare), ">=", 0.9),
+        _row("enqueue, guarded + one secret argument / guarded",
+             _ratio(chunks("platform-secret single"), chunks("platform-guarded single")),
+             ">=", 0.8),
         _row("bulk enqueue (guarded delay_many) / Dramatiq send",
              _ratio(chunks("platform-guarded bulk"), chunks("dramatiq single")), ">=", 1.0),
     ]  # fmt: skip

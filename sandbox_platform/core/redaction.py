@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox_platform.core.envelope import is_envelope
 from sandbox_platform.core.secret_mask import active_mask
 
 __all__ = ["MASK", "is_secret_key", "redact", "redact_value"]
@@ -140,6 +141,8 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _redact_number(value)
     if isinstance(value, Mapping):
+        if is_envelope(value):  # a sealed argument: shown as masked, never its ciphertext
+            return MASK
         return {k: _masked_item(k, v, _depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
         items = [redact(v, _depth + 1) for v in value]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -29,6 +30,12 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sandbox_platform.core.envelope import (
+    ENVELOPE_MARK,
+    ENVELOPE_VERSION,
+    envelope_key_id,
+    is_envelope,
+)
 from sandbox_platform.core.errors import PlatformError
 from sandbox_platform.core.secret_keys import KeyRing
 
@@ -42,8 +49,7 @@ __all__ = [
     "secret_fingerprint",
 ]
 
-ENVELOPE_MARK = "$sp_secret"
-_VERSION = 1
+_VERSION = ENVELOPE_VERSION
 _NONCE_BYTES = 12
 _FINGERPRINT_MARK = "$sp_secret_hmac"
 
@@ -63,27 +69,22 @@ def _associated(task: str, argument: str) -> bytes:
     return f"sp-secret:v{_VERSION}\x00{task}\x00{argument}".encode()
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _plaintext(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return _ENCODER.encode(value).encode()
 
 
-def is_envelope(value: Any) -> bool:
-    """Whether ``value`` is an envelope (a decoded message holds plain dicts)."""
-    return type(value) is dict and value.get(ENVELOPE_MARK) == _VERSION
-
-
-def envelope_key_id(value: Any) -> str | None:
-    """The key id of an envelope, or None for any other value."""
-    if not is_envelope(value):
-        return None
-    key_id = value.get("kid")
-    return key_id if isinstance(key_id, str) else ""
+@functools.lru_cache(maxsize=32)
+def _cipher(key: bytes) -> AESGCM:
+    return AESGCM(key)
 
 
 def seal_value(ring: KeyRing, task: str, argument: str, value: Any) -> dict[str, Any]:
     """``value`` sealed under the ring's current key (TypeError if it is not JSON)."""
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(ring.current).encrypt(nonce, _plaintext(value), _associated(task, argument))
+    sealed = _cipher(ring.current).encrypt(nonce, _plaintext(value), _associated(task, argument))
     text = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
     return {ENVELOPE_MARK: _VERSION, "kid": ring.current_id, "ct": text}
 
@@ -98,7 +99,7 @@ def open_value(ring: KeyRing, task: str, argument: str, envelope: Mapping[str, A
     try:
         raw = base64.urlsafe_b64decode(str(text) + "=" * (-len(str(text)) % 4))
         nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
-        plain = AESGCM(key).decrypt(nonce, sealed, _associated(task, argument))
+        plain = _cipher(key).decrypt(nonce, sealed, _associated(task, argument))
         return json.loads(plain)
     except (InvalidTag, binascii.Error, ValueError) as exc:
         why = "the ciphertext does not verify" if isinstance(exc, InvalidTag) else "malformed"

@@ -49,31 +49,22 @@ def secret_texts(value: Any) -> set[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _pattern(texts: frozenset[str]) -> re.Pattern[str]:
-    longest_first = sorted(texts, key=len, reverse=True)
-    parts = [
-        re.escape(text)
-        if len(text) >= SHORT_VALUE
-        else rf"(?<![A-Za-z0-9]){re.escape(text)}(?![A-Za-z0-9])"
-        for text in longest_first
-    ]
-    return re.compile("|".join(parts))
+def _token(text: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(text)}(?![A-Za-z0-9])")
 
 
 class SecretMask:
     """The secret values of one job (mutable: the guard adds what it opens)."""
 
-    __slots__ = ("_pattern", "_texts")
+    __slots__ = ("_texts",)
 
     def __init__(self) -> None:
-        self._texts: frozenset[str] = frozenset()
-        self._pattern: re.Pattern[str] | None = None
+        self._texts: tuple[str, ...] = ()  # longest first: a value inside another is masked last
 
     def add(self, value: Any) -> None:
-        texts = secret_texts(value)
-        if texts - self._texts:
-            self._texts = self._texts | texts
-            self._pattern = _pattern(self._texts)
+        texts = secret_texts(value) - set(self._texts)
+        if texts:
+            self._texts = tuple(sorted({*self._texts, *texts}, key=len, reverse=True))
 
     def __bool__(self) -> bool:
         return bool(self._texts)
@@ -82,9 +73,14 @@ class SecretMask:
         return text in self._texts
 
     def mask(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        return self._pattern.sub(_MASK, text)
+        """``text`` with the values masked (a substring test first: most lines hold none)."""
+        for value in self._texts:
+            if value in text:
+                if len(value) >= SHORT_VALUE:
+                    text = text.replace(value, _MASK)
+                else:
+                    text = _token(value).sub(_MASK, text)
+        return text
 
 
 def active_mask() -> SecretMask | None:

@@ -22,6 +22,7 @@ one as its HMAC).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -83,7 +84,7 @@ class CallArguments:
 
 @dataclass(frozen=True)
 class FingerprintArguments:
-    """What the idempotency fingerprint is taken over, when not the message's arguments."""
+    """What the idempotency fingerprint is taken over, when not the message's arguments:
+    ``make()`` works them out (only a job that has an idempotency key asks)."""
 
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    make: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]

@@ -146,3 +146,66 @@ def test_what_the_previous_release_left_is_consumed_by_the_new_one(
     assert starts == dict.fromkeys(range(10), 1), starts
     replayed = sorted(x.decode() for x in redis_client.lrange("side-fixed-runs", 0, -1))
     assert replayed == [f"blocked-{n}" for n in range(5)]
+
+
+def test_a_sealed_job_is_refused_unrun_by_the_previous_release_and_run_by_the_new_one(
+    previous_tree: Path, redis_url, redis_client, tmp_path
+) -> None:
+    """Workers first, then producers (docs/upgrading.md): a 0.2 worker that receives a job
+    whose arguments are sealed never hands the envelope to the body as the value. The sealed
+    mode header makes it dead-letter the job ``wrong_mode`` unrun; this version replays it."""
+    from sandbox_platform.app.factory import create_app, release_app
+    from sandbox_platform.core.settings import load_settings
+    from sandbox_platform.tasks import guarded_task
+
+    database = f"sqlite:///{tmp_path / 'sealed.sqlite3'}"
+    settings = {"redis_url": redis_url, "database_url": database, "data_dir": tmp_path / "d"}
+    new_env = platform_env(**settings)
+    old_env = {**new_env, "PYTHONPATH": str(previous_tree)}
+    run_python(new_env, "-m", "sandbox_platform", "db", "upgrade")
+    producer = create_app(load_settings(**settings))  # a producer of this version
+
+    def effect_once(order_id: str, sleep_seconds: float, started_key: str) -> None:
+        """The 0.2 task's signature; this producer declares its third argument secret."""
+
+    sealed = guarded_task(
+        producer, name="tests.effect_once", idempotency_key="{order_id}", secret=["started_key"]
+    )(effect_once)
+    old = WorkerSubprocess(
+        "tests.worker_app",
+        hostname="previous-sealed@localhost",
+        env=old_env,
+        log_path=tmp_path / "previous.log",
+        cwd=previous_tree,
+    )
+    try:
+        old.start()
+        old.wait_ready(producer, timeout=60)
+        sealed.delay("sealed-1", 0.0, "side-starts:sealed-1")
+        wait_until(lambda: _dead_letters(database), timeout=60, message="not dead-lettered")
+    finally:
+        assert old.stop(timeout=30) == 0, old.log_text()[-2000:]
+    with session_scope(database) as session:
+        letter = session.scalars(select(DeadLetter)).one()
+        assert letter.reason == "wrong_mode", letter.reason
+        assert letter.message["args"][2]["$sp_secret"] == 1  # kept sealed
+    assert redis_client.llen("side-starts:sealed-1") == 0 and _effects(database) == []
+
+    new = WorkerSubprocess(
+        "tests.worker_app",
+        hostname="new-sealed@localhost",
+        env=new_env,
+        log_path=tmp_path / "n.log",
+    )
+    try:
+        new.start()
+        new.wait_ready(producer, timeout=60)
+        run_python(
+            new_env, "-m", "sandbox_platform", "dead-letters", "replay", str(letter.id),
+            "--app", "tests.worker_app",
+        )  # fmt: skip
+        wait_until(lambda: _effects(database) == ["effect:sealed-1"], timeout=60)
+    finally:
+        assert new.stop(timeout=30) == 0, new.log_text()[-2000:]
+        release_app(producer)
+    assert redis_client.lrange("side-starts:sealed-1", 0, -1)[0].split(b":")[0].isdigit()

@@ -244,7 +244,7 @@ def _fingerprint_of(state: GuardState, args: Sequence[Any], kwargs: Any) -> str:
     if found is None:
         view = state.get(FingerprintArguments)  # secret arguments: their HMACs
         if view is not None:
-            args, kwargs = view.args, view.kwargs
+            args, kwargs = view.make()
         found = _Fingerprint(fingerprint(list(args), kwargs))
         state.put(found)
     return found.value

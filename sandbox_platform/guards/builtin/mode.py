@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox_platform.core.context import MODE_HEADER
+from sandbox_platform.core.context import MODE_HEADER, message_mode
 from sandbox_platform.guards.base import Guard, Job, Outcome
 
 __all__ = ["ModeGuard"]
@@ -14,9 +14,9 @@ class ModeGuard(Guard):
     name = "mode"
 
     def before_run(self, job: Job) -> Outcome | None:
-        message_mode = job.header(MODE_HEADER)
+        enqueued_in = message_mode(job.header(MODE_HEADER))
         worker_mode = job.services.settings.mode.value
-        if not message_mode or message_mode == worker_mode:
+        if not enqueued_in or enqueued_in == worker_mode:
             return None
-        detail = f"message enqueued in {message_mode} mode reached a {worker_mode} worker"
+        detail = f"message enqueued in {enqueued_in} mode reached a {worker_mode} worker"
         return Outcome.dead_letter("wrong_mode", detail=detail, failed=False, record=False)

@@ -19,9 +19,11 @@ envelopes; everything the job writes while it runs has the values masked (the jo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sandbox_platform.core.context import MODE_HEADER, sealed_mode
 from sandbox_platform.core.errors import PayloadError
 from sandbox_platform.core.sealing import (
     SecretUndecryptable,
@@ -88,62 +90,54 @@ def _carried(mask: SecretMask | None, value: Any) -> bool:
 class _Arguments:
     """A copy of a call's arguments, addressed by position or keyword."""
 
-    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        self.args = list(args)
-        self.kwargs = dict(kwargs)
+    def __init__(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], *, copy: bool = True
+    ) -> None:
+        self.args: Sequence[Any] = list(args) if copy else args
+        self.kwargs: Mapping[str, Any] = dict(kwargs) if copy else kwargs
 
     def get(self, where: int | str) -> Any:
         return self.args[where] if isinstance(where, int) else self.kwargs[where]
 
     def set(self, where: int | str, value: Any) -> None:
+        assert isinstance(self.args, list) and isinstance(self.kwargs, dict)
         if isinstance(where, int):
             self.args[where] = value
         else:
             self.kwargs[where] = value
 
 
-class _Sealer:
-    """Seals one enqueue call's secret arguments; keeps their fingerprint view."""
-
-    def __init__(self, keys: SecretKeys, task: str) -> None:
-        self.keys = keys
-        self.task = task
-
-    def value(self, name: str, value: Any) -> tuple[Any, Any]:
-        """(what the message carries, what the fingerprint sees)."""
-        if is_envelope(value):  # a replay re-sends the envelope as it is
-            try:
-                plain = open_value(self.keys.ring, self.task, name, value)
-            except SecretUndecryptable:
-                return value, value  # the worker dead-letters it, naming the key id
-            return value, secret_fingerprint(self.keys.fingerprint_key, self.task, name, plain)
-        try:
-            sealed = seal_value(self.keys.ring, self.task, name, value)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(
-                f"{self.task}: secret argument {name!r} is not JSON-serialisable: {exc}"
-            ) from None
-        return sealed, secret_fingerprint(self.keys.fingerprint_key, self.task, name, value)
+def _any_envelope(call: EnqueueCall, picked: Sequence[tuple[int | str, str]]) -> bool:
+    return any(
+        is_envelope(call.args[where] if isinstance(where, int) else call.kwargs[where])
+        for where, _ in picked
+    )
 
 
-class _Opener:
-    """Opens one job's envelopes; collects the values into the job's mask."""
+def _seal(keys: SecretKeys, task: str, name: str, value: Any) -> dict[str, Any]:
+    try:
+        return seal_value(keys.ring, task, name, value)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(
+            f"{task}: secret argument {name!r} is not JSON-serialisable: {exc}"
+        ) from None
 
-    def __init__(self, keys: Callable[[], SecretKeys], job: Job) -> None:
-        self._keys = keys
-        self.job = job
 
-    def value(self, name: str, value: Any) -> tuple[Any, Any, Any]:
-        """(what the body gets, what the message keeps, what the fingerprint sees)."""
-        keys = self._keys()
-        if is_envelope(value):
-            plain = open_value(keys.ring, self.job.name, name, value)
-            sealed = value
-        else:  # declared secret but published in clear (by name, from elsewhere): seal it now
-            plain = value
-            sealed = seal_value(keys.ring, self.job.name, name, value)
-        self.job.secrets.add(plain)
-        return plain, sealed, secret_fingerprint(keys.fingerprint_key, self.job.name, name, plain)
+def _fingerprint_view(
+    keys: SecretKeys, task: str, picked: Sequence[tuple[int | str, str]], plain: _Arguments
+) -> FingerprintArguments:
+    """The arguments the idempotency fingerprint sees: each secret value as its HMAC (an
+    envelope that could not be opened as itself); worked out only when asked."""
+
+    def make() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        view = _Arguments(plain.args, plain.kwargs)
+        for where, name in picked:
+            value = view.get(where)
+            if not is_envelope(value):
+                view.set(where, secret_fingerprint(keys.fingerprint_key, task, name, value))
+        return tuple(view.args), dict(view.kwargs)
+
+    return FingerprintArguments(make)
 
 
 class SecretsGuard(Guard):
@@ -160,14 +154,22 @@ class SecretsGuard(Guard):
         picked = _pick(call.argnames, secret, call.args, call.kwargs, mask)
         if not picked:
             return
-        sealer = _Sealer(call.services.secret_keys, call.task_name)
-        sealed, view = _Arguments(call.args, call.kwargs), _Arguments(call.args, call.kwargs)
+        keys, task = call.services.secret_keys, call.task_name
+        sealed = _Arguments(call.args, call.kwargs)
+        plain = _Arguments(call.args, call.kwargs) if _any_envelope(call, picked) else None
         for where, name in picked:
-            carried, seen = sealer.value(name, sealed.get(where))
-            sealed.set(where, carried)
-            view.set(where, seen)
-        call.args, call.kwargs = tuple(sealed.args), sealed.kwargs
-        call.state.put(FingerprintArguments(tuple(view.args), view.kwargs))
+            value = sealed.get(where)
+            if not is_envelope(value):
+                sealed.set(where, _seal(keys, task, name, value))
+            elif plain is not None:  # a re-sent envelope: as it is (its HMAC, when it opens)
+                with contextlib.suppress(SecretUndecryptable):
+                    plain.set(where, open_value(keys.ring, task, name, value))
+        plain = plain or _Arguments(call.args, call.kwargs, copy=False)
+        call.args, call.kwargs = tuple(sealed.args), dict(sealed.kwargs)
+        call.state.put(_fingerprint_view(keys, task, picked, plain))
+        headers = call.options.get("headers") or {}
+        if MODE_HEADER not in headers:  # (a re-publish keeps the job's own)
+            call.add_header(MODE_HEADER, sealed_mode(call.services.settings.mode.value))
 
     # -- worker ---------------------------------------------------------------------------
 
@@ -176,21 +178,24 @@ class SecretsGuard(Guard):
         picked = _pick(job.task.sp_argnames, secret, job.args, job.kwargs, None)
         if not picked:
             return None
-        opener = _Opener(lambda: job.services.secret_keys, job)
-        plain, sealed, view = (_Arguments(job.args, job.kwargs) for _ in range(3))
+        keys = job.services.secret_keys
+        plain, sealed = _Arguments(job.args, job.kwargs), _Arguments(job.args, job.kwargs)
         try:
             for where, name in picked:
-                opened = opener.value(name, plain.get(where))
-                plain.set(where, opened[0])
-                sealed.set(where, opened[1])
-                view.set(where, opened[2])
+                value = plain.get(where)
+                if is_envelope(value):
+                    value = open_value(keys.ring, job.name, name, value)
+                else:  # declared secret, published in clear (by name, from elsewhere)
+                    sealed.set(where, seal_value(keys.ring, job.name, name, value))
+                plain.set(where, value)
+                job.secrets.add(value)
         except SecretUndecryptable as exc:
             return Outcome.dead_letter(
                 UNDECRYPTABLE, error=exc, detail=str(exc), context={"key_id": exc.key_id}
             )
-        job.args, job.kwargs = tuple(sealed.args), sealed.kwargs
-        job.state.put(CallArguments(tuple(plain.args), plain.kwargs))
-        job.state.put(FingerprintArguments(tuple(view.args), view.kwargs))
+        job.args, job.kwargs = tuple(sealed.args), dict(sealed.kwargs)
+        job.state.put(CallArguments(tuple(plain.args), dict(plain.kwargs)))
+        job.state.put(_fingerprint_view(keys, job.name, picked, plain))
         return None
 
 
