@@ -22,6 +22,9 @@ HOLD = f"{PREFIX}:hold"
 #: a job whose order id is in this set fails with its secrets in the error's message
 DECLINE = f"{PREFIX}:decline"
 STARTED = f"{PREFIX}:started"
+#: jobs of ``short`` wait until this many have started (threads: in flight together)
+BARRIER = f"{PREFIX}:barrier"
+ENTERED = f"{PREFIX}:entered"
 #: one entry per effect: "<order id> <sha256 of what the body received>"
 EFFECTS = f"{PREFIX}:effects"
 
@@ -76,6 +79,13 @@ def register_secret_tasks(app: Celery) -> SimpleNamespace:
     @guarded_task(app, name="secrets.short", secret=["pin"])
     def short(pin: str, label: str) -> str:
         # the pin is short: masked as a whole token only, never inside the task id
+        client = _redis()
+        client.incr(ENTERED)
+        deadline = time.monotonic() + 20
+        while int(client.get(ENTERED) or 0) < int(client.get(BARRIER) or 0):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         job = current_job()
         log.warning("pin %s for %s, task %s", pin, label, job.task_id if job else "")
         return label

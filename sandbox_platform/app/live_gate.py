@@ -15,7 +15,7 @@ from celery import Celery
 
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.exits import settings_error_exit
-from sandbox_platform.core.secret_keys import secret_keys_for
+from sandbox_platform.core.secret_config import secret_keys_for
 from sandbox_platform.core.settings import Mode, Settings
 from sandbox_platform.guards.base import guard_options
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity

@@ -21,6 +21,7 @@ from sandbox_platform.cli.processes import EXTRA_ARGS, beat, demo, worker
 from sandbox_platform.cli.queues import queues_app
 from sandbox_platform.cli.readiness import readiness
 from sandbox_platform.cli.records import alerts_app, dry_runs_app, jobs_app
+from sandbox_platform.cli.secrets import secrets_app
 from sandbox_platform.cli.up import up
 from sandbox_platform.core.errors import PlatformError, SettingsError
 from sandbox_platform.core.exits import settings_error_exit
@@ -40,6 +41,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(governor_app, name="governor")
 app.add_typer(queues_app, name="queues")
 app.add_typer(embedded_app, name="embedded")
+app.add_typer(secrets_app, name="secrets")
 app.command("settings")(show_settings)
 app.command("status")(status_command)
 app.command("health")(health_command)

@@ -11,7 +11,8 @@ It never rotates with the key ring: the same idempotency key and arguments dedup
 rotation.
 
 In sandbox mode, with no key set, :func:`sandbox_keys` generates both into the data directory
-(a ``0600`` file, one machine's sandbox only) and says so once.
+(a ``0600`` file, one machine's sandbox only) and says so once. Which keys an app's settings
+give: :func:`sandbox_platform.core.secret_config.secret_keys_for`.
 """
 
 from __future__ import annotations
@@ -24,21 +25,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
 from sandbox_platform.core.errors import SettingsError
-
-if TYPE_CHECKING:
-    from sandbox_platform.core.settings import Settings
 
 __all__ = [
     "FINGERPRINT_KEY_SETTING",
     "KEY_BYTES",
     "SECRET_KEYS_SETTING",
     "KeyRing",
-    "SecretKeys",
     "check_fingerprint_key",
     "check_key_ring",
     "new_fingerprint_key",
@@ -46,7 +42,6 @@ __all__ = [
     "parse_fingerprint_key",
     "parse_key_ring",
     "sandbox_keys",
-    "secret_keys_for",
 ]
 
 log = structlog.get_logger(__name__)
@@ -195,33 +190,3 @@ def sandbox_keys(data_dir: Path) -> tuple[KeyRing, bytes]:
         parse_key_ring(values.get("SECRET_KEYS", ""), where),
         parse_fingerprint_key(values.get("FINGERPRINT_KEY", ""), where),
     )
-
-
-@dataclass(frozen=True)
-class SecretKeys:
-    """What seals and fingerprints an app's secret arguments."""
-
-    ring: KeyRing
-    fingerprint_key: bytes
-
-    def __repr__(self) -> str:
-        return f"SecretKeys({self.ring!r})"
-
-
-def secret_keys_for(settings: Settings) -> SecretKeys:
-    """The keys of an app's settings. Live mode: both settings, or a SettingsError naming the
-    missing one. Sandbox mode: what is set, the rest generated into the data directory."""
-    ring = parse_key_ring(settings.secret_keys) if settings.secret_keys else None
-    fingerprint = settings.secret_fingerprint_key
-    fingerprint_key = parse_fingerprint_key(fingerprint) if fingerprint else None
-    if ring is not None and fingerprint_key is not None:
-        return SecretKeys(ring, fingerprint_key)
-    if settings.mode.value == "live":
-        missing = SECRET_KEYS_SETTING if ring is None else FINGERPRINT_KEY_SETTING
-        raise SettingsError(
-            missing,
-            "a task has secret arguments and live mode needs this key "
-            "(sandbox-platform secrets new-key prints one)",
-        )
-    generated_ring, generated_fingerprint = sandbox_keys(settings.data_dir)
-    return SecretKeys(ring or generated_ring, fingerprint_key or generated_fingerprint)

@@ -34,7 +34,7 @@ from sandbox_platform.broker.ack_riders import Settlement
 from sandbox_platform.broker.hooks import BrokerHooks
 from sandbox_platform.core.context import request_header
 from sandbox_platform.core.jobscope import current_job
-from sandbox_platform.core.secret_keys import SecretKeys, secret_keys_for
+from sandbox_platform.core.secret_config import SecretKeys, secret_keys_for
 from sandbox_platform.core.secret_mask import SecretMask
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db.recorder import Recorder

@@ -10,8 +10,9 @@
 
 The checks (:mod:`sandbox_platform.ops.readiness_checks`), in order: ``database``,
 ``migrations``, ``redis``, ``broker``, ``worker``, ``beat``, ``config``, ``isolation``,
-``dry_run``, ``governor``. Each runs on its own: an unexpected exception fails that check with
-its code and the (redacted) exception text, never a traceback, and the others still run.
+``dry_run``, ``governor``, ``secret_keys``. Each runs on its own: an unexpected exception
+fails that check with its code and the (redacted) exception text, never a traceback, and the
+others still run.
 Network checks are bounded by ``timeout`` (default ``settings.readiness_timeout``).
 
 :meth:`ReadinessChecker.get_status` and :meth:`ReadinessChecker.is_ready` are the seed's API.
@@ -49,6 +50,8 @@ from sandbox_platform.ops.readiness_checks import (
     REASON_CODES,
     REDIS_UNREACHABLE,
     SANDBOX_NOT_ISOLATED,
+    SECRET_KEY_MISSING,
+    SECRET_KEYS_MISSING,
     CheckContext,
     CheckFailed,
     CheckFunction,
@@ -70,6 +73,8 @@ __all__ = [
     "REASON_CODES",
     "REDIS_UNREACHABLE",
     "SANDBOX_NOT_ISOLATED",
+    "SECRET_KEYS_MISSING",
+    "SECRET_KEY_MISSING",
     "CheckFailed",
     "CheckResult",
     "ReadinessChecker",

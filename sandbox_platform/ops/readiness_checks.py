@@ -37,6 +37,7 @@ from sandbox_platform.db.migrate import VERSION_TABLE, head_revision
 from sandbox_platform.guards.base import guard_options
 from sandbox_platform.guards.dry_run import DryRunLock, current_lock
 from sandbox_platform.ops.heartbeat import Heartbeat
+from sandbox_platform.ops.secret_usage import secret_key_usage
 
 __all__ = [
     "BEAT_STALE",
@@ -56,6 +57,8 @@ __all__ = [
     "REASON_CODES",
     "REDIS_UNREACHABLE",
     "SANDBOX_NOT_ISOLATED",
+    "SECRET_KEYS_MISSING",
+    "SECRET_KEY_MISSING",
     "CheckContext",
     "CheckFailed",
     "CheckFunction",
@@ -83,6 +86,8 @@ CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY = "CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY"
 SANDBOX_NOT_ISOLATED = "SANDBOX_NOT_ISOLATED"
 DRY_RUN_DISARMED = "DRY_RUN_DISARMED"
 GOVERNOR_LIMIT_MISSING = "GOVERNOR_LIMIT_MISSING"
+SECRET_KEY_MISSING = "SECRET_KEY_MISSING"  # noqa: S105  (a reason code)
+SECRET_KEYS_MISSING = "SECRET_KEYS_MISSING"  # noqa: S105
 
 #: Every failure code, in check order.
 REASON_CODES = (
@@ -98,6 +103,8 @@ REASON_CODES = (
     SANDBOX_NOT_ISOLATED,
     DRY_RUN_DISARMED,
     GOVERNOR_LIMIT_MISSING,
+    SECRET_KEY_MISSING,
+    SECRET_KEYS_MISSING,
 )
 
 
@@ -401,6 +408,18 @@ def _has_limits(governor: Governor, resource: str) -> bool:
         raise CheckFailed(REDIS_UNREACHABLE, f"Redis unreachable: {_one_line(cause)}") from exc
 
 
+def check_secret_keys(ctx: CheckContext) -> str:
+    """Every key id sealing a stored or queued argument is in the ring (ops/secret_usage.py);
+    a live app with secret arguments has its keys."""
+    with _needs_database(), _needs_redis():
+        usage = secret_key_usage(ctx.settings, ctx.app, ctx.engine, ctx.redis, ctx.timeout)
+    if usage.keys_problem is not None:
+        raise CheckFailed(SECRET_KEYS_MISSING, usage.keys_problem_message())
+    if usage.missing:
+        raise CheckFailed(SECRET_KEY_MISSING, usage.missing_message())
+    return usage.summary()
+
+
 #: name -> (the check's own failure code, the function), in run order.
 CHECKS: Mapping[str, tuple[str, CheckFunction]] = MappingProxyType(
     {
@@ -414,6 +433,7 @@ CHECKS: Mapping[str, tuple[str, CheckFunction]] = MappingProxyType(
         "isolation": (SANDBOX_NOT_ISOLATED, check_isolation),
         "dry_run": (DRY_RUN_DISARMED, check_dry_run),
         "governor": (GOVERNOR_LIMIT_MISSING, check_governor),
+        "secret_keys": (SECRET_KEY_MISSING, check_secret_keys),
     }
 )
 

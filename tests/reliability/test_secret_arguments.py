@@ -33,11 +33,20 @@ from sandbox_platform.procs.worker import WorkerSubprocess
 from tests.helpers import platform_env, wait_until
 from tests.integration.test_flower import _free_port, _get, _started
 from tests.otlp_receiver import OtlpReceiver
+from tests.pools import ON_BOTH_POOLS, POOLS, SOLO_ONLY
 from tests.reliability.test_secrets_at_rest import _stored_rows
 from tests.secret_search import dump_redis, leaks
-from tests.secret_tasks import DECLINE, EFFECTS, HOLD, STARTED, received, register_secret_tasks
+from tests.secret_tasks import (
+    BARRIER,
+    DECLINE,
+    EFFECTS,
+    HOLD,
+    STARTED,
+    received,
+    register_secret_tasks,
+)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ON_BOTH_POOLS]
 
 CARD = "5555555555554444"
 PASSWORD = "pa55-Word-correct-horse"
@@ -83,6 +92,20 @@ def _cli(env: dict[str, str], *args: str, code: int = 0) -> str:
     )
     assert done.returncode == code, done.stdout + done.stderr
     return done.stdout + done.stderr
+
+
+def _secret_check(env: dict[str, str]) -> dict[str, Any]:
+    """The ``secret_keys`` check of ``readiness --json``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox_platform", "readiness", "--json"],
+        env={**env, "SANDBOX_PLATFORM_APP": "tests.faults_app"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    checks = json.loads(done.stdout)["checks"]
+    (check,) = [check for check in checks if check["name"] == "secret_keys"]
+    return dict(check)
 
 
 def _no_leak(where: str, text: str) -> None:
@@ -309,3 +332,78 @@ def test_a_short_secret_is_masked_as_a_whole_token_only(
     log = worker.log_text()
     assert f"pin *** for label-x, task {task_id}" in log
     assert "pin 123" not in log
+
+
+def test_jobs_in_flight_together_each_mask_their_own_secrets(
+    platform_app, worker_factory, worker_pool, redis_client
+) -> None:
+    """The mask is the job's (its context), on a threads worker with 8 jobs in flight too."""
+    tasks = register_secret_tasks(platform_app)
+    redis_client.set(BARRIER, min(8, POOLS[worker_pool] * 1))
+    pins = {f"label-{n}": f"pin-{n}-{uuid.uuid4().hex[:10]}" for n in range(8)}
+    for label, pin in pins.items():
+        tasks.short.delay(pin, label)
+    worker = worker_factory(platform_app, "tests.faults_app")
+    wait_until(
+        lambda: all(f"for {label}," in worker.log_text() for label in pins),
+        timeout=90,
+        message="not every job logged",
+    )
+    worker.stop(timeout=30)
+    log = worker.log_text()
+    for label in pins:
+        assert f"pin *** for {label}, task " in log
+    _no_leak("the worker log", log)
+    assert not [pin for pin in pins.values() if pin in log]
+
+
+@SOLO_ONLY
+def test_a_key_rotation_loses_no_job_no_dead_letter_and_no_dedupe(
+    platform_app, platform_settings_kwargs, worker_factory, pg_databases, redis_client
+) -> None:
+    """Jobs sealed under A run after the keys become "B,A"; a dead letter written under A
+    replays under "B,A"; ``secrets reencrypt`` then lets A be dropped; the same idempotency
+    key and arguments dedupe across the rotation (the fingerprint key does not rotate)."""
+    sandbox_db, _ = pg_databases
+    tasks = register_secret_tasks(platform_app)  # the producer: keys "A"
+    args = (CARD, PASSWORD, TOKEN, API_KEY)
+    redis_client.sadd(DECLINE, "rot-2", "rot-3")
+    first = tasks.pay.delay("rot-1", *args, cvv=CVV)
+    for order in ("rot-2", "rot-3"):
+        tasks.pay.delay(order, *args, cvv=CVV)
+    rotated = {"secret_keys": f"{KEY_B},{KEY_A}"}
+    worker = worker_factory(platform_app, "tests.faults_app", **rotated)
+    wait_until(lambda: len(_dead_letters(sandbox_db)) == 2, timeout=60, message="no dead letters")
+    assert [effect.split()[0] for effect in _effects(redis_client)] == ["rot-1"]
+    letters = {letter.message["args"][0]: letter for letter in _dead_letters(sandbox_db)}
+    assert {letter.message["kwargs"]["cvv"]["kid"] for letter in letters.values()} == {"key-a"}
+
+    env_ba = platform_env(**{**platform_settings_kwargs, **rotated})
+    redis_client.srem(DECLINE, "rot-2", "rot-3")
+    _cli(env_ba, "dead-letters", "replay", str(letters["rot-2"].id))  # under "B,A"
+    wait_until(lambda: len(_effects(redis_client)) == 2, timeout=60, message="no replay")
+    worker.stop(timeout=30)
+
+    env_b = platform_env(**{**platform_settings_kwargs, "secret_keys": KEY_B})
+    assert _secret_check(env_b)["code"] == "SECRET_KEY_MISSING"
+    _cli(env_ba, "secrets", "reencrypt")
+    (moved,) = [x for x in _dead_letters(sandbox_db) if x.message["args"][0] == "rot-3"]
+    assert {moved.message["args"][1]["kid"], moved.message["kwargs"]["cvv"]["kid"]} == {"key-b"}
+    assert _secret_check(env_b)["ok"], _secret_check(env_b)
+
+    only_b = worker_factory(platform_app, "tests.faults_app", secret_keys=KEY_B)  # A dropped
+    _cli(env_b, "dead-letters", "replay", str(moved.id))
+    wait_until(lambda: len(_effects(redis_client)) == 3, timeout=60, message="no replay under B")
+    only_b.stop(timeout=30)
+    assert sorted(e.split()[0] for e in _effects(redis_client)) == ["rot-1", "rot-2", "rot-3"]
+
+    # a producer on "B,A" (sealing under B) re-submits rot-1: the first job's id, no conflict
+    from sandbox_platform.app.factory import create_app, release_app
+    from sandbox_platform.core.settings import load_settings
+
+    producer = create_app(load_settings(**{**platform_settings_kwargs, **rotated}))
+    try:
+        again = register_secret_tasks(producer).pay.delay("rot-1", *args, cvv=CVV)
+    finally:
+        release_app(producer)
+    assert again.id == first.id

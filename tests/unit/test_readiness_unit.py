@@ -6,11 +6,13 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
 
 from sandbox_platform.app.factory import create_app
+from sandbox_platform.core.secret_keys import new_key
 from sandbox_platform.core.settings import Mode, Settings, load_settings
 from sandbox_platform.guards.dry_run import DryRunLock
 from sandbox_platform.guards.retry import RetryPolicy
@@ -24,6 +26,7 @@ from sandbox_platform.ops.readiness import (
     OK,
     REASON_CODES,
     SANDBOX_NOT_ISOLATED,
+    SECRET_KEYS_MISSING,
     CheckResult,
     ReadinessChecker,
     Report,
@@ -106,7 +109,7 @@ def test_go_report() -> None:
 
 
 def test_reason_codes_are_stable_strings() -> None:
-    assert len(set(REASON_CODES)) == 12
+    assert len(set(REASON_CODES)) == 14
     assert all(code == code.upper() and code != OK for code in REASON_CODES)
     assert CHECK_NAMES == (
         "database",
@@ -119,6 +122,7 @@ def test_reason_codes_are_stable_strings() -> None:
         "isolation",
         "dry_run",
         "governor",
+        "secret_keys",
     )
 
 
@@ -279,3 +283,37 @@ def test_governor_with_redis_down_says_redis(app: Celery, settings: Settings) ->
     assert governor is not None and not governor.ok
     assert governor.code == "REDIS_UNREACHABLE"
     assert governor.code != GOVERNOR_LIMIT_MISSING
+
+
+@pytest.mark.parametrize(
+    ("keys", "missing"),
+    [
+        ({}, "SANDBOX_PLATFORM_SECRET_KEYS"),
+        ({"secret_keys": new_key("k1")}, "SANDBOX_PLATFORM_SECRET_FINGERPRINT_KEY"),
+    ],
+)
+def test_secret_keys_live_app_with_secrets_needs_its_keys(
+    tmp_path: Path, keys: dict[str, Any], missing: str
+) -> None:
+    """Found before any service is asked (Redis is dead here); the key is never shown."""
+    live = load_settings(
+        redis_url=DEAD_REDIS,
+        mode="live",
+        database_url=f"sqlite:///{tmp_path / 'sandbox.db'}",
+        live_database_url=f"sqlite:///{tmp_path / 'live.db'}",
+        **keys,
+    )
+    app = create_app(live)
+    try:
+
+        @guarded_task(app, name="unit.pay", secret=["card"])
+        def pay(card: str) -> None: ...
+
+        report = ReadinessChecker(live, app, timeout=1, skip=only("secret_keys")).run()
+    finally:
+        app.close()
+    check = report.get("secret_keys")
+    assert check is not None and check.code == SECRET_KEYS_MISSING
+    assert f"{missing} is not set" in check.message and "unit.pay" in check.message
+    assert "***" not in check.message  # readable after the report's redaction
+    assert all(key.split(":", 1)[1] not in check.message for key in keys.values())

@@ -32,7 +32,7 @@ from sandbox_platform.core.sealing import (
     seal_value,
     secret_fingerprint,
 )
-from sandbox_platform.core.secret_keys import SecretKeys
+from sandbox_platform.core.secret_config import SecretKeys
 from sandbox_platform.core.secret_mask import SecretMask, active_mask
 from sandbox_platform.guards.base import EnqueueCall, Guard, Job, Option, OptionContext, Outcome
 from sandbox_platform.guards.state import CallArguments, FingerprintArguments
