@@ -95,7 +95,8 @@ def test_a_job_carrying_secrets_leaves_none_in_clear(
     wait_until(dead_lettered, timeout=60, message="the failing job was not dead-lettered")
     worker.stop(timeout=30)  # everything buffered is written
 
-    # the dead letter keeps what a replay needs (its arguments), and nothing else in clear
+    # arguments the task does not declare secret: the dead letter keeps them for a replay, and
+    # nothing else holds them in clear (declared ones are sealed: test_secret_arguments.py)
     with session_scope(sandbox_db) as session:
         letter = session.scalars(select(DeadLetter)).one()
         assert letter.message["kwargs"]["password"] == PASSWORD

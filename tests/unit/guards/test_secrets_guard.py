@@ -198,3 +198,19 @@ def test_declarations_that_would_put_a_secret_in_a_key_are_refused(
             options=options,
             settings=_keys(),
         )
+
+
+def test_a_deferral_re_sends_the_envelopes_and_a_retry_takes_the_message_s(
+    make_harness: MakeHarness,
+) -> None:
+    from sandbox_platform.guards.republish import publish_again
+
+    harness = _harness(make_harness)
+    call = harness.enqueue(("o-1", "4111111111111111"), {"cvv": "737"})
+    job = harness.delivery(call)
+    assert harness.before_run(job) is None
+    publish_again(job, countdown=1.0, headers={}, what="defer")
+    (requeued,) = job.task.requeued  # type: ignore[attr-defined]
+    assert requeued["args"] == call.args and requeued["kwargs"] == call.kwargs
+    assert "4111" not in repr(requeued)
+    # Celery's retry re-publishes request.args: the delivered message, still sealed
