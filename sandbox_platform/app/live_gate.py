@@ -17,11 +17,11 @@ from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.secret_config import secret_keys_for
 from sandbox_platform.core.settings import Mode, Settings
-from sandbox_platform.guards.base import guard_options
 from sandbox_platform.ops.alerts import AlertDispatcher, Severity
 from sandbox_platform.ops.readiness import CONFIG_COUNTDOWN_EXCEEDS_VISIBILITY, ReadinessChecker
+from sandbox_platform.ops.secret_usage import secret_tasks
 
-__all__ = ["EXIT_NO_GO", "GATE_SKIPS", "check_live_worker", "check_secret_keys", "has_secret_tasks"]
+__all__ = ["EXIT_NO_GO", "GATE_SKIPS", "check_live_worker", "check_secret_keys"]
 
 log = structlog.get_logger(__name__)
 
@@ -75,20 +75,11 @@ def check_live_worker(
     raise SystemExit(EXIT_NO_GO)
 
 
-def has_secret_tasks(app: Celery) -> bool:
-    """Whether a task of ``app`` declares secret arguments."""
-    for task in list(app.tasks.values()):
-        options = guard_options(task)
-        if options is not None and options.get("secret"):
-            return True
-    return False
-
-
 def check_secret_keys(settings: Settings, app: Celery) -> None:
     """A worker whose app has tasks with secret arguments starts only with keys to open them:
     live mode without them is a settings error (one line, exit 2); a sandbox generates its
     key now, saying so once."""
-    if not has_secret_tasks(app):
+    if not secret_tasks(app):
         return
     try:
         secret_keys_for(settings)
