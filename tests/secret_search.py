@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["dump_redis", "forms", "leaks"]
+__all__ = ["dump_redis", "forms", "leaks", "record_pages"]
 
 
 def _base64_cores(raw: bytes) -> set[str]:
@@ -80,3 +80,21 @@ def dump_redis(client: redis.Redis) -> str:
     for key in client.scan_iter(count=1000):
         parts.append(f"{key!r} = {_decoded(_value(client, key))}")
     return "\n".join(parts)
+
+
+def record_pages(served: Any, correlation_id: str) -> str:
+    """The dashboard's record pages and their JSON (dead letters, sandbox, alerts, the job's
+    timeline), each answered 200, as one text."""
+    paths = (
+        "/api/dead-letters",
+        "/api/sandbox",
+        "/api/alerts",
+        f"/api/jobs/{correlation_id}",
+        "/dead-letters",
+        "/sandbox",
+        "/alerts",
+        f"/jobs/{correlation_id}",
+    )
+    pages = [served.http.get(path) for path in paths]
+    assert all(status == 200 for status, _ in pages), [status for status, _ in pages]
+    return "\n".join(page.decode() for _, page in pages)

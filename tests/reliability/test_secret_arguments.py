@@ -35,7 +35,7 @@ from tests.integration.test_flower import _free_port, _get, _started
 from tests.otlp_receiver import OtlpReceiver
 from tests.pools import ON_BOTH_POOLS, POOLS, SOLO_ONLY
 from tests.reliability.test_secrets_at_rest import _stored_rows
-from tests.secret_search import dump_redis, leaks
+from tests.secret_search import dump_redis, leaks, record_pages
 from tests.secret_tasks import (
     BARRIER,
     DECLINE,
@@ -226,18 +226,7 @@ def test_secrets_leave_no_trace_from_enqueue_to_replay(
         finally:
             worker.stop(timeout=30)
         served = dashboard_factory("tests.faults_app")
-        paths = (
-            "/api/dead-letters",
-            "/api/sandbox",
-            "/api/alerts",
-            f"/api/jobs/{CORRELATION}",
-            "/dead-letters",
-            "/sandbox",
-            "/alerts",
-            f"/jobs/{CORRELATION}",
-        )
-        pages = [served.http.get(path) for path in paths]
-        assert all(status == 200 for status, _ in pages), [status for status, _ in pages]
+        pages = record_pages(served, CORRELATION)
 
     assert len(_effects(redis_client)) == 1  # the re-enqueue had no second effect
     worker_log = worker.log_text()
@@ -248,7 +237,7 @@ def test_secrets_leave_no_trace_from_enqueue_to_replay(
     _no_leak("the unacknowledged message", unacked)
     _no_leak("the database", json.dumps(_stored_rows(sandbox_db, skip=set()), default=str))
     _no_leak("the CLI", "\n".join(shown))
-    _no_leak("the dashboard", "\n".join(page.decode() for _, page in pages))
+    _no_leak("the dashboard", pages)
     _no_leak("the worker log", worker_log)
     _no_leak("the beat log", (tmp_path / "beat.log").read_text())
     _no_leak("Flower's task API", flower)

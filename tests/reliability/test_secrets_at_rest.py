@@ -21,6 +21,7 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import Base, DeadLetter
 from tests.fault_tasks import register_faults
 from tests.helpers import platform_env, wait_until
+from tests.secret_search import record_pages
 
 pytestmark = pytest.mark.slow
 
@@ -125,18 +126,6 @@ def test_a_job_carrying_secrets_leaves_none_in_clear(
     assert not _leaks(shown), f"shown in clear: {_leaks(shown)}"
 
     served = dashboard_factory("tests.faults_app")
-    paths = (
-        "/api/dead-letters",
-        "/api/sandbox",
-        "/api/alerts",
-        f"/api/jobs/{CORRELATION}",
-        "/dead-letters",
-        "/sandbox",
-        "/alerts",
-        f"/jobs/{CORRELATION}",
-    )
-    pages = [served.http.get(path) for path in paths]
-    assert all(status == 200 for status, _ in pages), [status for status, _ in pages]
-    body = "\n".join(page.decode() for _, page in pages)
+    body = record_pages(served, CORRELATION)
     assert "declined card" in body
     assert not _leaks(body), f"on the dashboard in clear: {_leaks(body)}"
