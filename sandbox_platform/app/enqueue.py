@@ -39,6 +39,7 @@ from kombu.utils.uuid import uuid
 from sandbox_platform.app.runtime import runtime_for
 from sandbox_platform.broker.publisher import BulkPublisher
 from sandbox_platform.broker.transport import ADMIT_OPTION
+from sandbox_platform.core.jobscope import scope_lineage
 from sandbox_platform.guards.base import EnqueueCall
 
 __all__ = [
@@ -143,7 +144,11 @@ def _publish_batch(
 def _celery_publish(
     task: Task[Any, Any], call: EnqueueCall, task_id: str | None, **extra: Any
 ) -> AsyncResult[Any]:
-    """Celery's own ``apply_async`` (not the guarded task's: the guards have run)."""
+    """Celery's own ``apply_async`` (not the guarded task's: the guards have run). Where
+    Celery has no current task (an async job's body), the job's scope names the parent."""
+    lineage = None if task.app.current_worker_task is not None else scope_lineage()
+    if lineage is not None and "parent_id" not in call.options:
+        extra = {"root_id": lineage[0], "parent_id": lineage[1], **extra}
     result: AsyncResult[Any] = Task.apply_async(
         task, call.args, call.kwargs, task_id=task_id, **extra, **call.options
     )

@@ -25,8 +25,11 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 
 from sandbox_platform.app.enqueue import BATCH_SIZE, enqueue_batch, enqueue_one
+from sandbox_platform.app.offload import offload
 from sandbox_platform.app.runtime import runtime_for
 from sandbox_platform.core.errors import UnknownTaskError
+from sandbox_platform.core.job_loop import on_job_loop
+from sandbox_platform.core.jobscope import current_job
 from sandbox_platform.guards.base import EnqueueCall, Guard, OptionContext
 from sandbox_platform.guards.builtin import BUILTIN_GUARDS
 
@@ -35,7 +38,9 @@ __all__ = [
     "CELERY_OPTIONS",
     "GuardedTask",
     "enqueue",
+    "enqueue_async",
     "enqueue_many",
+    "enqueue_many_async",
     "guard_option_names",
     "guarded_task",
 ]
@@ -72,8 +77,20 @@ class GuardedTask(Task[P, R]):
 
     sp_options: Mapping[str, Any] = {}
     sp_argnames: Sequence[str] = ()
+    #: the decorated function is an ``async def`` (its body runs on the job loop)
+    sp_async: bool = False
 
     # -- the worker side ----------------------------------------------------------------
+
+    @property
+    def request(self) -> Any:
+        """The running job's request. Celery keeps it per thread; an async body runs on the
+        process's job loop beside other jobs, so there it is the one its job scope holds."""
+        if on_job_loop():
+            scope = current_job()
+            if scope is not None and scope.request is not None and scope.task_name == self.name:
+                return scope.request
+        return Task._get_request(self)  # type: ignore[attr-defined]  # Celery's own
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.request.called_directly:
@@ -158,6 +175,38 @@ class GuardedTask(Task[P, R]):
             ((), item) if isinstance(item, Mapping) else (tuple(item), {}) for item in items
         )
 
+    # -- async enqueue (begin) -------------------------------------------------------------
+    # The sync methods above, run on a thread of sandbox_platform.app.offload's pool in the
+    # caller's context: one enqueue path for every broker (docs/async-enqueue.md).
+
+    async def delay_async(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``await task.delay_async(...)``: :meth:`delay` without blocking the event loop."""
+        return await self.apply_async_async(args, kwargs)
+
+    async def apply_async_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """:meth:`apply_async` on a pool thread; its result, or its error unchanged."""
+        return await offload(self.apply_async, args, kwargs, task_id, **options)
+
+    async def apply_many_async(
+        self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]], **options: Any
+    ) -> list[AsyncResult[R]]:
+        """:meth:`apply_many` on a pool thread (``calls`` is read here, on the loop)."""
+        return await offload(self.apply_many, list(calls), **options)
+
+    async def delay_many_async(
+        self, items: Iterable[Sequence[Any] | Mapping[str, Any]]
+    ) -> list[AsyncResult[R]]:
+        """:meth:`delay_many` on a pool thread (``items`` is read here, on the loop)."""
+        return await offload(self.delay_many, list(items))
+
+    # -- async enqueue (end) ---------------------------------------------------------------
+
 
 def _guards_of(app: Celery) -> Sequence[Guard]:
     guards: Sequence[Guard] = getattr(app, "platform_guards", BUILTIN_GUARDS)
@@ -230,6 +279,7 @@ def guarded_task(
         if options.get("bind"):
             params = params[1:]
         attrs: dict[str, Any] = {
+            "sp_async": inspect.iscoroutinefunction(func),
             "sp_argnames": tuple(params),
             "sp_options": _resolve_options(app, name, options, params),
         }
@@ -280,3 +330,25 @@ def enqueue_many(
             task.apply_async(tuple(args), dict(kwargs), producer=producer, **options)
             for args, kwargs in calls
         ]
+
+
+async def enqueue_async(
+    app: Celery,
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> AsyncResult[Any]:
+    """:func:`enqueue` without blocking the event loop (on a pool thread, in the caller's
+    context; docs/async-enqueue.md)."""
+    return await offload(enqueue, app, name, tuple(args), dict(kwargs or {}), **options)
+
+
+async def enqueue_many_async(
+    app: Celery,
+    name: str,
+    calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]],
+    **options: Any,
+) -> list[AsyncResult[Any]]:
+    """:func:`enqueue_many` without blocking the event loop (``calls`` is read on the loop)."""
+    return await offload(enqueue_many, app, name, list(calls), **options)

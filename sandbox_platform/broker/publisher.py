@@ -29,6 +29,7 @@ from celery.result import AsyncResult
 from kombu import Producer
 
 from sandbox_platform.core.context import stamp_mode
+from sandbox_platform.core.jobscope import scope_lineage
 
 __all__ = ["FAST_OPTIONS", "BulkPublisher"]
 
@@ -55,6 +56,8 @@ class BulkPublisher:
         if parent is not None:
             self._root_id = parent.request.root_id or parent.request.id
             self._parent_id = parent.request.id
+        elif (lineage := scope_lineage()) is not None:  # an async job's body
+            self._root_id, self._parent_id = lineage
         self._shadow_name: Callable[..., Any] = task.shadow_name
         exec_options: Mapping[str, Any] = getattr(task, "_get_exec_options")()  # noqa: B009
         self._defaults = {k: exec_options[k] for k in _EXEC_KEYS if exec_options.get(k)}

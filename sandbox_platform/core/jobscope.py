@@ -33,6 +33,7 @@ __all__ = [
     "in_child_of_job",
     "inherited_job",
     "job_scope",
+    "scope_lineage",
 ]
 
 #: a spawned child of a job finds its job here (JSON), set while task code starts it
@@ -52,6 +53,8 @@ class JobScope:
     settings: Settings | None = field(default=None, compare=False, repr=False)
     #: the job's app's per-process parts (``guards.base.Services``); opaque at this layer
     services: Any = field(default=None, compare=False, repr=False)
+    #: the job's Celery request (``task.request`` of an async body on the job loop)
+    request: Any = field(default=None, compare=False, repr=False)
 
     @property
     def mode(self) -> str | None:
@@ -107,6 +110,17 @@ def current_job() -> JobScope | None:
         inherited = inherited_job()
         return inherited.job if inherited is not None else None
     return job
+
+
+def scope_lineage() -> tuple[str, str] | None:
+    """(root id, parent id) for a job enqueued now by the running job, from its scope: where
+    Celery has no current task to ask (an async job's body on the job loop, or a thread it
+    hands an enqueue to). None outside a job."""
+    scope = _current.get()
+    request = scope.request if scope is not None else None
+    if request is None or not getattr(request, "id", None):
+        return None
+    return (getattr(request, "root_id", None) or request.id), request.id
 
 
 def in_child_of_job() -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -122,6 +122,40 @@ class DryRunLock:
         **kwargs: Any,
     ) -> R | Any:
         """Run ``func(*args, **kwargs)`` in live mode; record and simulate it in sandbox."""
+        event = self._gate(action, func, args, kwargs)
+        if event is None:
+            return func(*args, **kwargs)
+        try:
+            result = simulate(*args, **kwargs) if simulate is not None else self._default(event)
+        except Exception as exc:
+            raise self._simulator_failed(event, exc) from exc
+        return self._intercepted(event, result)
+
+    async def execute_async(
+        self,
+        action: str,
+        func: Callable[..., Awaitable[R]],
+        *args: Any,
+        simulate: Simulator | None = None,
+        **kwargs: Any,
+    ) -> R | Any:
+        """:meth:`execute` for an ``async def`` action: awaited in live mode; in sandbox the
+        simulator's answer (awaited when it is a coroutine) is returned."""
+        event = self._gate(action, func, args, kwargs)
+        if event is None:
+            return await func(*args, **kwargs)
+        try:
+            result = simulate(*args, **kwargs) if simulate is not None else self._default(event)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            raise self._simulator_failed(event, exc) from exc
+        return self._intercepted(event, result)
+
+    def _gate(
+        self, action: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Check the call; None when it goes through (live mode, logged), else its event."""
         if not action or not isinstance(action, str):
             raise DryRunError("an irreversible action needs a non-empty name")
         if not callable(func):
@@ -131,37 +165,32 @@ class DryRunLock:
         if self.mode is Mode.LIVE:
             self.passed += 1
             log.info("irreversible action executed", action=action, function=function)
-            return func(*args, **kwargs)
+            return None
         self.intercepted += 1
-        result = self._simulate(event, simulate, args, kwargs)
+        return event
+
+    def _intercepted(self, event: dict[str, Any], result: Any) -> Any:
         event["simulated_result"] = _jsonable(result)
         self._record(event)
         log.info(
             "irreversible action intercepted (dry run)",
-            action=action,
-            function=function,
+            action=event["action"],
+            function=event["function"],
             arguments=event["arguments"],
         )
         return result
 
-    def _simulate(
-        self,
-        event: dict[str, Any],
-        simulate: Simulator | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """The simulated result; a simulator that raises is a bug of the simulator: the call
-        is recorded with the error and a :class:`SimulationError` names the action."""
-        if simulate is None:
-            return default_simulation(event["action"], event["function"])
-        try:
-            return simulate(*args, **kwargs)
-        except Exception as exc:
-            event["error"] = repr(exc)
-            self._record(event, announce=False)
-            log.error("simulator raised", action=event["action"], function=event["function"])
-            raise SimulationError(event["action"], event["function"], exc) from exc
+    @staticmethod
+    def _default(event: dict[str, Any]) -> dict[str, Any]:
+        return default_simulation(event["action"], event["function"])
+
+    def _simulator_failed(self, event: dict[str, Any], exc: Exception) -> SimulationError:
+        """A simulator that raises is a bug of the simulator: the call is recorded with the
+        error and a :class:`SimulationError` names the action."""
+        event["error"] = repr(exc)
+        self._record(event, announce=False)
+        log.error("simulator raised", action=event["action"], function=event["function"])
+        return SimulationError(event["action"], event["function"], exc)
 
     def note_ambiguous(self, action: str, function: str) -> None:
         """Log (once per function) that ``function`` was called outside any job in a process
@@ -274,7 +303,16 @@ def irreversible(
             lock = current_lock(action, function)
             return cast(R, lock.execute(action, func, *args, simulate=simulate, **kwargs))
 
-        wrapper.__sandbox_platform_action__ = action  # type: ignore[attr-defined]
-        return wrapper
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            lock = current_lock(action, function)
+            call = cast(Callable[..., Awaitable[Any]], func)
+            return await lock.execute_async(action, call, *args, simulate=simulate, **kwargs)
+
+        chosen = cast(
+            Callable[P, R], async_wrapper if inspect.iscoroutinefunction(func) else wrapper
+        )
+        chosen.__sandbox_platform_action__ = action  # type: ignore[attr-defined]
+        return chosen
 
     return decorate

@@ -21,8 +21,10 @@ after the run: the outcome stands).
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import inspect
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
@@ -37,6 +39,7 @@ from sandbox_platform.core.context import (
     current_correlation_id,
 )
 from sandbox_platform.core.errors import EnqueueError, GovernorUnavailable, PlatformError
+from sandbox_platform.core.job_loop import AsyncTimeLimitExceeded, job_loop
 from sandbox_platform.core.jobscope import JobScope, job_scope
 from sandbox_platform.core.secret_mask import masking
 from sandbox_platform.guards.base import (
@@ -216,10 +219,12 @@ class Pipeline:
             job.fencing_token,
             settings=services.settings,
             services=services,
+            request=job.request,
         )
+        is_async = bool(getattr(job.task, "sp_async", False))
         limit = self._thread_limit(job)
         watch: contextlib.AbstractContextManager[Watched | None] = contextlib.nullcontext()
-        if limit:
+        if limit and not is_async:  # an async body is cancelled at its limit instead
             watch = self._deadlines.watching(job, limit, *self._snapshot(job))
         watched: Watched | None = None
         stopped: BaseException | None = None
@@ -228,6 +233,10 @@ class Pipeline:
             args, kwargs = (call.args, call.kwargs) if call is not None else (job.args, job.kwargs)
             with job_scope(scope), watch as watched:
                 value = job.task.run(*args, **kwargs)
+                if inspect.iscoroutine(value):  # an async def: on the process's job loop
+                    value = self._await(job, value, job.time_limit if is_async else None)
+        except AsyncTimeLimitExceeded as exc:
+            return self._cancelled(job, exc)
         except JobTimeLimitExceeded:
             if watched is None or not watched.timed_out.is_set():
                 raise  # not ours to handle
@@ -242,6 +251,25 @@ class Pipeline:
         if isinstance(stopped, Exception):
             return self._error(job, stopped)
         return Outcome.succeeded(value)
+
+    def _await(self, job: Job, body: Coroutine[Any, Any, Any], limit: float | None) -> Any:
+        """Run an async job's body on the job loop, in a copy of the job's context (its
+        scope, correlation id and mask: the body's own, whatever else runs on the loop)."""
+        return job_loop().run(body, context=contextvars.copy_context(), limit=limit)
+
+    def _cancelled(self, job: Job, exc: AsyncTimeLimitExceeded) -> Outcome:
+        log.error(
+            "async job past its time limit: cancelled and dead-lettered; "
+            "the other jobs of its worker go on",
+            task_id=job.task_id,
+            task=job.name,
+            limit=exc.limit,
+            ended_on_cancel=exc.finished,
+        )
+        how = "cancelled on its worker's event loop" + (
+            "" if exc.finished else " (it had not ended when its worker moved on)"
+        )
+        return _timed_out_outcome(exc.limit, how)
 
     def _thread_limit(self, job: Job) -> float | None:
         """The hard time limit this pipeline enforces itself: for a job on a pool thread
@@ -410,9 +438,9 @@ _HANDLERS: Mapping[str, Callable[[Pipeline, Job, Outcome], Any]] = MappingProxyT
 )
 
 
-def _timed_out_outcome(limit: float) -> Outcome:
+def _timed_out_outcome(limit: float, how: str = "stopped on its thread") -> Outcome:
     detail = (
-        f"ran longer than its time limit of {limit:g}s; stopped on its thread while the "
+        f"ran longer than its time limit of {limit:g}s; {how} while the "
         "other jobs of its worker went on"
     )
     return Outcome.dead_letter("timed_out", detail=detail, failed=True)
