@@ -28,9 +28,17 @@ Then the I/O-bound phase (``--io-variants``; issue 17): jobs that wait 100 ms, t
 ``INCR``, at 2 x 8 in flight: ``io-platform`` (the guarded task with governor and idempotency
 key on 2 x ``--pool threads --concurrency 8``), ``io-bare-threads`` (bare Celery, the same
 shape), ``io-dramatiq`` (``-p 2 -t 8``); ``io-platform-solo`` (2 x solo, the default command)
-runs only when named. Then (unless ``--no-extras``) an interleaved enqueue phase, a latency
-phase, the governor's decision cost and over-admission, and the target table
-(bench/README.md).
+runs only when named. Then the async phase (``--async-variants``): ``async def`` jobs that
+``await asyncio.sleep(0.1)``, then the same ``INCR`` on a ``redis.asyncio`` client, at 2 x 50
+in flight: ``async-platform`` (the guarded task with governor and idempotency key on 2 x
+``--pool threads --concurrency 50``; the platform runs the bodies on one event loop per worker
+process), ``async-arq`` (arq's default worker, 2 processes x ``max_jobs=50``) and
+``async-dramatiq`` (``-p 2 -t 8`` with Dramatiq's AsyncIO middleware: 16 in flight, N scaled
+to match). Then (unless ``--no-extras``) an interleaved enqueue phase, a latency phase, the
+governor's decision cost and over-admission, and the target table (bench/README.md).
+An async-only invocation::
+
+    .venv/bin/python bench/bench_drain.py --variants '' --io-variants '' --no-extras
 
 Each run: flush db 7 (and db 8); enqueue N jobs with ``apply_async`` in a fresh subprocess
 (timed: the enqueue rate); move the queue aside (RENAME); start the workers (own session
@@ -58,6 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +87,7 @@ from bench.drain_common import (  # noqa: E402
     IO_SECONDS,
     LATENCY_KEY,
 )
-from bench.targets import io_rows, print_targets, target_rows  # noqa: E402
+from bench.targets import async_rows, io_rows, print_targets, target_rows  # noqa: E402
 from sandbox_platform.cli.processes import (  # noqa: E402
     DEFAULT_POOL,
     EVENTS_WORKER_FLAGS,
@@ -104,12 +113,18 @@ class Variant:
     queue: str
     workers: int
     worker_args: tuple[str, ...]
-    #: "celery" (``celery -A app worker``) or "dramatiq" (``dramatiq app``)
+    #: "celery" (``celery -A app worker``), "dramatiq" (``dramatiq app``) or "arq"
+    #: (``arq app``: a WorkerSettings class)
     kind: str = "celery"
     #: the I/O-bound phase: the body waits 100 ms, then the INCR
     io: bool = False
-    #: jobs in flight at once (the I/O-bound phase's ideal is this x 10 jobs/s)
+    #: jobs in flight at once (the I/O-bound and async phases' ideal is this x 10 jobs/s)
     in_flight: int = 0
+
+    @property
+    def ideal(self) -> float:
+        """Jobs/s if every slot ran its 100 ms job back to back (the waiting phases)."""
+        return self.in_flight / IO_SECONDS
 
     @property
     def platform(self) -> bool:
@@ -117,7 +132,13 @@ class Variant:
 
     @property
     def guarded(self) -> bool:
-        return self.task in ("drain_guarded", "drain_idem", "drain_split", "drain_io")
+        return self.task in (
+            "drain_guarded",
+            "drain_idem",
+            "drain_split",
+            "drain_io",
+            "drain_async",
+        )
 
 
 BARE_ARGS = ("--pool", "prefork", "--concurrency", "2")
@@ -270,7 +291,54 @@ IO_SOLO = Variant(
     io=True,
     in_flight=IO_PROCESSES,
 )
-BY_NAME = {v.name: v for v in (*VARIANTS, *IO_VARIANTS, IO_SOLO)}
+
+#: the async phase: 2 processes x 50 jobs in flight, ``async def`` bodies
+ASYNC_PROCESSES, ASYNC_SLOTS = 2, 50
+ASYNC_IN_FLIGHT = ASYNC_PROCESSES * ASYNC_SLOTS
+DRAMATIQ_ASYNC_THREADS = 8  # Dramatiq's default --threads
+ASYNC_VARIANTS = (
+    Variant(
+        "async-platform",
+        f"async: platform guarded + idem key, {ASYNC_PROCESSES} x threads -c {ASYNC_SLOTS}",
+        "bench.drain_platform:platform_app",
+        "drain_async",
+        PLATFORM_QUEUE,
+        ASYNC_PROCESSES,
+        ("--pool", "threads", "--concurrency", str(ASYNC_SLOTS), *LEAN_FLAGS),
+        in_flight=ASYNC_IN_FLIGHT,
+    ),
+    Variant(
+        "async-arq",
+        f"async: arq default worker, {ASYNC_PROCESSES} x max_jobs {ASYNC_SLOTS}",
+        "bench.drain_arq.WorkerSettings",
+        "drain_async_arq",
+        "arq:queue",  # arq.constants.default_queue_name (a sorted set)
+        ASYNC_PROCESSES,
+        (),
+        kind="arq",
+        in_flight=ASYNC_IN_FLIGHT,
+    ),
+    Variant(
+        "async-dramatiq",
+        f"async: Dramatiq AsyncIO, -p {ASYNC_PROCESSES} -t {DRAMATIQ_ASYNC_THREADS}",
+        "bench.drain_dramatiq:async_broker",
+        "drain_async_dramatiq",
+        "dramatiq:default",
+        1,
+        ("--processes", str(ASYNC_PROCESSES), "--threads", str(DRAMATIQ_ASYNC_THREADS)),
+        kind="dramatiq",
+        in_flight=ASYNC_PROCESSES * DRAMATIQ_ASYNC_THREADS,
+    ),
+)
+BY_NAME = {v.name: v for v in (*VARIANTS, *IO_VARIANTS, IO_SOLO, *ASYNC_VARIANTS)}
+#: the peer each waiting phase's table compares with, at the same jobs in flight
+PHASE_PEERS = {"io": "io-dramatiq", "async": "async-arq"}
+
+
+def async_n(n: int, variant: Variant) -> int:
+    """Jobs per run of an async variant: ``--async-n`` is for 2 x 50 in flight; a variant with
+    fewer in flight (Dramatiq's 16) runs as many jobs per slot, so as long at its ideal."""
+    return max(1, n * variant.in_flight // ASYNC_IN_FLIGHT)
 
 
 @dataclass
@@ -346,6 +414,10 @@ def _enqueue_task(variant: Variant, name: str = "drain.incr") -> Any:
 def enqueue_only(variant: Variant, n: int, mode: str, start: int = 0) -> float:
     """Publish n jobs (``mode``: one ``apply_async`` each, ``bulk`` in one ``delay_many``, or
     ``latency`` jobs paced at LATENCY_RATE/s); the elapsed seconds."""
+    if variant.kind == "arq":
+        import bench.drain_arq as arq_peer
+
+        return arq_peer.enqueue(n, start)
     if variant.kind == "dramatiq":
         import bench.drain_dramatiq as peer
 
@@ -414,8 +486,8 @@ class Worker:
             "-n",
             self.hostname,
         ]
-        if variant.kind == "dramatiq":
-            self.command = [sys.executable, "-m", "dramatiq", variant.app, *variant.worker_args]
+        if variant.kind in READY_LINES:  # dramatiq, arq: ``<kind> app args``
+            self.command = [sys.executable, "-m", variant.kind, variant.app, *variant.worker_args]
         self.env = env
         self.log_path = log_dir / f"{variant.name}-{index}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -488,12 +560,14 @@ def machine_busy() -> tuple[float, float]:
     return sum(values[0:3]) / CLK_TCK, sum(values[5:7]) / CLK_TCK
 
 
-DRAMATIQ_READY = "ready for action"
+#: what a peer's worker process logs once it consumes: Dramatiq one line per process, arq its
+#: Redis info line, just before its first poll
+READY_LINES = {"dramatiq": "ready for action", "arq": "redis_version="}
 
 
 def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -> None:
-    if workers and workers[0].kind == "dramatiq":
-        wait_dramatiq_ready(workers, timeout)
+    if workers and workers[0].kind in READY_LINES:
+        wait_logged_ready(workers, timeout)
         return
     pending = {w.hostname for w in workers}
     deadline = time.monotonic() + timeout
@@ -507,18 +581,21 @@ def wait_ready(workers: list[Worker], control_app: Any, timeout: float = 90.0) -
             pending -= set(reply)
 
 
-def wait_dramatiq_ready(workers: list[Worker], timeout: float) -> None:
-    """Each ``dramatiq`` command logs one "ready for action" line per worker process."""
+def wait_logged_ready(workers: list[Worker], timeout: float) -> None:
+    """Each ``dramatiq`` command logs one "ready for action" line per worker process it forks;
+    each ``arq`` command (one process) its Redis info line."""
+    kind = workers[0].kind
+    command = workers[0].command
+    processes = int(command[command.index("--processes") + 1]) if "--processes" in command else 1
     deadline = time.monotonic() + timeout
-    processes = int(workers[0].command[workers[0].command.index("--processes") + 1])
     while True:
         for worker in workers:
             worker.check_alive()
-        ready = sum(w.new_log().count(DRAMATIQ_READY) for w in workers)
+        ready = sum(w.new_log().count(READY_LINES[kind]) for w in workers)
         if ready >= processes * len(workers):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"dramatiq workers not ready within {timeout}s")
+            raise TimeoutError(f"{kind} workers not ready within {timeout}s")
         time.sleep(0.1)
 
 
@@ -594,7 +671,7 @@ def one_run(
     load_before = os.getloadavg()[0]
     fresh_database(client, variant)
     enqueue_seconds = run_enqueue(variant, n, env)
-    queued = client.llen(variant.queue)
+    queued = client.zcard(variant.queue) if variant.kind == "arq" else client.llen(variant.queue)
     if queued != n:
         raise RuntimeError(f"{variant.name}: {queued} messages in {variant.queue!r}, not {n}")
     client.rename(variant.queue, STAGING_KEY)
@@ -694,6 +771,7 @@ def summarize(results: list[RunResult], names: list[str]) -> dict[str, dict[str,
         enq = [r.enqueue_rate for r in mine]
         summary[name] = {
             "runs": len(mine),
+            "n": mine[0].n,
             "drain_median": statistics.median(drain),
             "drain_min": min(drain),
             "drain_max": max(drain),
@@ -708,6 +786,9 @@ def summarize(results: list[RunResult], names: list[str]) -> dict[str, dict[str,
             "other_cpu_max": max(r.other_cpu_share for r in mine),
             "irq_cpu_median": statistics.median(r.irq_cpu_share for r in mine),
         }
+        if BY_NAME[name].in_flight:
+            summary[name]["ideal"] = BY_NAME[name].ideal
+            summary[name]["of_ideal"] = statistics.median(drain) / BY_NAME[name].ideal
     return summary
 
 
@@ -938,23 +1019,59 @@ def print_run(result: RunResult) -> None:
     )
 
 
-def io_phase(
+def wait_phase(
     names: list[str],
+    runs: int,
+    jobs: Callable[[Variant], int],
     args: argparse.Namespace,
     client: redis.Redis,
     env: dict[str, str],
     log_dir: Path,
 ) -> list[RunResult]:
-    """The I/O-bound phase: jobs that wait 100 ms, interleaved run by run like the drain."""
+    """A phase of jobs that wait 100 ms (the I/O-bound one, the async one): ``jobs(variant)``
+    jobs per run, ``runs`` runs interleaved run by run like the drain."""
     results: list[RunResult] = []
-    for run in range(1, args.io_runs + 1):
+    for run in range(1, runs + 1):
         for name in names:
-            result = one_run(BY_NAME[name], run, args.io_n, client, env, log_dir, args.redis_url)
-            ideal = BY_NAME[name].in_flight / IO_SECONDS
+            variant = BY_NAME[name]
+            result = one_run(variant, run, jobs(variant), client, env, log_dir, args.redis_url)
             print_run(result)
-            print(f"      {name}: {result.drain_rate / ideal:.2f} of its ideal {ideal:,.0f} jobs/s")
+            print(
+                f"      {name}: {result.drain_rate / variant.ideal:.2f} of its ideal "
+                f"{variant.ideal:,.0f} jobs/s ({variant.in_flight} in flight)"
+            )
             results.append(result)
     return results
+
+
+def print_wait_table(phase: str, summary: dict[str, dict[str, Any]], names: list[str]) -> None:
+    """One waiting phase's rows: drain median and min-max, the ideal (in flight / 0.1 s), the
+    fraction of it, and the ratio to the phase's peer at the same jobs in flight."""
+    rows = [name for name in names if name in summary]
+    if not rows:
+        return
+    peer = PHASE_PEERS[phase]
+    base = summary.get(peer, {}).get("drain_median")
+    print()
+    head = (
+        f"{phase + ' phase (100 ms jobs)':<54} {'N':>6} {'jobs/s':>8} {'min-max':>13}"
+        f" {'ideal':>7} {'of ideal':>8} {'/ ' + peer:>16}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name in rows:
+        s = summary[name]
+        same = base and BY_NAME[name].in_flight == BY_NAME[peer].in_flight
+        ratio = f"{s['drain_median'] / base:.2f}" if same else "-"
+        span = f"{_fmt(s['drain_min'])}-{_fmt(s['drain_max'])}"
+        print(
+            f"{BY_NAME[name].label:<54} {s['n']:>6} {_fmt(s['drain_median']):>8} {span:>13}"
+            f" {_fmt(s['ideal']):>7} {s['of_ideal']:>8.2f} {ratio:>16}"
+        )
+    print(
+        f"ideal = jobs in flight / {IO_SECONDS} s; jobs/s median of {summary[rows[0]]['runs']} "
+        f"runs; / {peer}: ratio of medians, at the same jobs in flight only."
+    )
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -986,6 +1103,22 @@ def main() -> None:
     )
     parser.add_argument(
         "--io-runs", type=int, default=5, help="runs per I/O-bound variant (default 5)"
+    )
+    parser.add_argument(
+        "--async-variants",
+        default=",".join(v.name for v in ASYNC_VARIANTS),
+        help="the async phase's variants ('' skips the phase): "
+        + ", ".join(v.name for v in ASYNC_VARIANTS),
+    )
+    parser.add_argument(
+        "--async-n",
+        type=int,
+        default=100 * ASYNC_IN_FLIGHT,
+        help=f"jobs per async run at {ASYNC_IN_FLIGHT} in flight (default 100 x that); "
+        "async-dramatiq (16 in flight) runs as many per slot",
+    )
+    parser.add_argument(
+        "--async-runs", type=int, default=5, help="runs per async variant (default 5)"
     )
     parser.add_argument(
         "--log-dir", type=Path, help="keep the worker logs here (default: a temp dir)"
@@ -1020,7 +1153,8 @@ def main() -> None:
         signal.signal(signum, _raise_interrupt)
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
     io_names = [name.strip() for name in args.io_variants.split(",") if name.strip()]
-    unknown = [name for name in (*names, *io_names) if name not in BY_NAME]
+    async_names = [name.strip() for name in args.async_variants.split(",") if name.strip()]
+    unknown = [name for name in (*names, *io_names, *async_names) if name not in BY_NAME]
     if unknown:
         parser.error(f"unknown variant(s): {unknown}")
     if not args.redis_url.rstrip("/").endswith("/7"):
@@ -1044,9 +1178,18 @@ def main() -> None:
         "runs": args.runs,
         "io_n": args.io_n,
         "io_runs": args.io_runs,
+        "async_n": args.async_n,
+        "async_runs": args.async_runs,
         "url": args.redis_url,
         "platform_log_level": args.platform_log_level or "INFO (platform default)",
     }
+    if "async-arq" in async_names:
+        import arq.version
+
+        from bench.drain_arq import settings as arq_settings
+
+        header["arq"] = arq.version.VERSION
+        header["arq_settings"] = arq_settings()
     results: list[RunResult] = []
     extras: dict[str, Any] = {"latency": {}, "enqueue": {}, "governor": None}
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
@@ -1078,7 +1221,18 @@ def main() -> None:
                     print_run(result)
                 if not args.no_extras:
                     extra_phases(names, run, args, client, env, log_dir, extras)
-            results += io_phase(io_names, args, client, env, log_dir)
+            results += wait_phase(
+                io_names, args.io_runs, lambda _: args.io_n, args, client, env, log_dir
+            )
+            results += wait_phase(
+                async_names,
+                args.async_runs,
+                lambda variant: async_n(args.async_n, variant),
+                args,
+                client,
+                env,
+                log_dir,
+            )
             if not args.no_extras:
                 extras["enqueue"] = enqueue_phase(names, args.runs * 4, client, env)
                 extras["governor"] = governor_phase(args.redis_url, args.runs)
@@ -1087,14 +1241,21 @@ def main() -> None:
             coordination(client, SPLIT).flushdb()
     header["loadavg_at_end"] = os.getloadavg()
     header["total_seconds"] = round(time.monotonic() - started, 1)
-    summary = summarize(results, [*names, *io_names])
+    summary = summarize(results, [*names, *io_names, *async_names])
     cost = events_cost(results)
     print_report(summary, header)
     print_events_cost(cost)
+    print_wait_table("io", summary, io_names)
+    print_wait_table("async", summary, async_names)
+    if "arq" in header:
+        print(f"arq {header['arq']} worker settings: {header['arq_settings']}")
+    io_in_flight = IO_PROCESSES * IO_THREADS
     if not args.no_extras:
-        print_targets(target_rows(results, extras, IO_PROCESSES * IO_THREADS))
-    elif io_names:
-        print_targets(io_rows(results, IO_PROCESSES * IO_THREADS))
+        print_targets(target_rows(results, extras, io_in_flight, ASYNC_IN_FLIGHT))
+    elif io_names or async_names:
+        rows = io_rows(results, io_in_flight) if io_names else []
+        rows += async_rows(results, ASYNC_IN_FLIGHT) if async_names else []
+        print_targets(rows)
     print(f"total {header['total_seconds']}s, load average at start {header['loadavg_at_start']}")
     if args.json:
         payload = {

@@ -7,20 +7,31 @@ behind the governor, and the same guarded task with an idempotency key per job; 
 latency task (it records how long after its enqueue it started). ``platform_split_app`` is the
 guarded task again with the coordination keys in the next Redis database (no admission with
 the fetch: the fallback path). ``drain_io`` is the I/O-bound phase's guarded task (governor and
-idempotency key; its body waits 100 ms, then the INCR).
+idempotency key; its body waits 100 ms, then the INCR); ``drain_async`` is the async phase's:
+the same guards on an ``async def`` body (``await asyncio.sleep(0.1)``, then the INCR on a
+``redis.asyncio`` client), which the platform runs on its worker process's event loop.
 """
 
 from __future__ import annotations
 
 import os
 
-from bench.drain_common import ENV_DB, ENV_PREFIX, incr, record_latency, redis_url, wait_then_incr
+from bench.drain_common import (
+    ENV_DB,
+    ENV_PREFIX,
+    incr,
+    record_latency,
+    redis_url,
+    wait_then_incr,
+    wait_then_incr_async,
+)
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.tasks import guarded_task
 
 __all__ = [
     "GOVERNOR_RESOURCE",
+    "drain_async",
     "drain_guarded",
     "drain_idem",
     "drain_io",
@@ -70,6 +81,12 @@ def drain_secret(i: int) -> None:
 def drain_io(i: int) -> None:
     """The I/O-bound phase: the guarded task with governor and idempotency key."""
     wait_then_incr()
+
+
+@guarded_task(platform_app, name="drain.async", governor=[GOVERNOR_RESOURCE], idempotency_key="{i}")
+async def drain_async(i: int) -> None:
+    """The async phase: the I/O task's guards on an ``async def`` body."""
+    await wait_then_incr_async()
 
 
 def split_url() -> str:

@@ -1,4 +1,4 @@
-"""The performance targets (issues 11 and 17) as rows computed from one bench_drain.py invocation.
+"""The performance targets (issues 11, 17, the async phase) as rows from one bench_drain.py run.
 
 Each ratio is the ratio of the medians over runs; ``span`` is the min-max of the same ratio
 computed run by run (run r of one variant against run r of the other: they ran back to back;
@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["io_rows", "print_targets", "target_rows"]
+__all__ = ["async_rows", "io_rows", "print_targets", "target_rows"]
 
 Row = dict[str, Any]
 
@@ -97,7 +97,7 @@ def io_rows(results: Sequence[Any], in_flight: int) -> list[Row]:
         return _per_run(results, name, "drain_rate")
 
     ours = drain("io-platform")
-    ideal = {run: in_flight * IO_RATE_PER_SLOT for run in ours}
+    ideal = _ideal(ours, in_flight)
     return [
         _row("io drain, guarded + idem key / Dramatiq -p 2 -t 8",
              _ratio(ours, drain("io-dramatiq")), ">=", 1.0),
@@ -105,6 +105,24 @@ def io_rows(results: Sequence[Any], in_flight: int) -> list[Row]:
              _ratio(ours, drain("io-bare-threads")), ">=", 0.9),
         _row(f"io drain, documented command / ideal {in_flight} x 10/s",
              _ratio(ours, ideal), ">=", 0.9),
+    ]  # fmt: skip
+
+
+def _ideal(runs: dict[int, float], in_flight: int) -> dict[int, float]:
+    """The ideal rate of ``in_flight`` 100 ms jobs, once for each run of ``runs``."""
+    return {run: in_flight * IO_RATE_PER_SLOT for run in runs}
+
+
+def async_rows(results: Sequence[Any], in_flight: int) -> list[Row]:
+    """The async phase: the guarded task (governor and idempotency key) with an ``async def``
+    body against its ideal (in flight x 10 jobs/s) and against arq at the same jobs in flight."""
+    ours = _per_run(results, "async-platform", "drain_rate")
+    arq = _per_run(results, "async-arq", "drain_rate")
+    ideal = _ideal(ours, in_flight)
+    return [
+        _row(f"async: platform guarded 2 x 50 / ideal {in_flight * IO_RATE_PER_SLOT:,.0f} jobs/s",
+             _ratio(ours, ideal), ">=", 0.8),
+        _row("async: platform / arq (2 x 50)", _ratio(ours, arq), ">=", 1.0),
     ]  # fmt: skip
 
 
@@ -135,10 +153,12 @@ def _extra_rows(results: Sequence[Any], extras: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def target_rows(results: Sequence[Any], extras: dict[str, Any], in_flight: int) -> list[Row]:
+def target_rows(
+    results: Sequence[Any], extras: dict[str, Any], io_in_flight: int, async_in_flight: int
+) -> list[Row]:
     """Every row of the target table from one invocation's results."""
     rows = _drain_rows(results) + _enqueue_rows(extras) + _extra_rows(results, extras)
-    return rows + io_rows(results, in_flight)
+    return rows + io_rows(results, io_in_flight) + async_rows(results, async_in_flight)
 
 
 def print_targets(rows: list[Row]) -> None:
