@@ -4,7 +4,13 @@ The public API is what ``__all__`` lists; everything else is internal.
 """
 
 from sandbox_platform.app.factory import create_app
-from sandbox_platform.app.tasks import enqueue, enqueue_many, guarded_task
+from sandbox_platform.app.tasks import (
+    enqueue,
+    enqueue_async,
+    enqueue_many,
+    enqueue_many_async,
+    guarded_task,
+)
 from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.coordination.idempotency import record_effect
 from sandbox_platform.core.context import (
@@ -79,7 +85,9 @@ __all__ = [
     "current_correlation_id",
     "declare_default_limits",
     "enqueue",
+    "enqueue_async",
     "enqueue_many",
+    "enqueue_many_async",
     "guarded_task",
     "irreversible",
     "load_settings",
