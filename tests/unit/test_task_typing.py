@@ -1,8 +1,9 @@
 """A guarded task keeps its function's signature for type checkers.
 
-mypy (strict) runs in a subprocess on a small user module: a ``.delay`` (or a direct call)
-with wrong argument types or count is an error, a right one is not, and ``.delay`` returns an
-``AsyncResult`` of the function's return type. If ``guarded_task`` lost the signature (every
+mypy (strict) runs in a subprocess on a small user module: a ``.delay`` (or a direct call,
+or an ``await .delay_async``) with wrong argument types or count is an error, a right one is
+not, and ``.delay`` (and the awaited ``.delay_async``) returns an ``AsyncResult`` of the
+function's return type. If ``guarded_task`` lost the signature (every
 call typed ``(*args: Any, **kwargs: Any)``), the wrong calls would pass and this test fails.
 """
 
@@ -49,6 +50,17 @@ charge.delay(order_id="order-1", cents=100)
 total: int = charge("order-1", 100)["cents"] + 1
 bound.delay(3)
 reveal_type(charge.apply_async(("order-1", 100), countdown=5))
+
+
+async def enqueue_from_a_coroutine() -> None:
+    from collections.abc import Awaitable
+
+    from celery.result import AsyncResult
+
+    pending: Awaitable[AsyncResult[dict[str, int]]] = charge.delay_async("order-1", 100)
+    reveal_type(await pending)
+    await charge.delay_async(order_id="order-1", cents=100)
+    await bound.delay_async(3)
 """
 
 WRONG = """
@@ -56,6 +68,11 @@ charge.delay(123, "x")
 charge.delay("order-1")
 charge(1, 2)
 bound.delay("three")
+
+
+async def enqueue_from_a_coroutine() -> None:
+    await charge.delay_async(123, "x")
+    await charge.delay_async("order-1")
 """
 
 
@@ -104,12 +121,17 @@ def test_delay_and_calls_are_checked_against_the_signature(tmp_path: Path) -> No
     assert revealed == [
         "celery.result.AsyncResult[dict[str, int]]",
         "celery.result.AsyncResult[dict[str, int]]",
+        "celery.result.AsyncResult[dict[str, int]]",
     ], output
 
     # the wrong calls: each line is an error of its own
     wrong = _errors(output, "wrong_calls.py")
     first = header_lines + 2  # WRONG starts with an empty line
-    assert sorted(wrong) == [first, first + 1, first + 2, first + 3], output
+    first_async = first + 7  # after two empty lines and the ``async def`` line
+    assert sorted(wrong) == [first, first + 1, first + 2, first + 3, first_async, first_async + 1]
+    assert 'incompatible type "int"; expected "str"' in wrong[first_async], output
+    assert '"delay_async" of "GuardedTask"' in wrong[first_async], output
+    assert "[call-arg]" in wrong[first_async + 1], output
     assert 'incompatible type "int"; expected "str"' in wrong[first], output
     assert "[call-arg]" in wrong[first + 1], output
     assert "[arg-type]" in wrong[first + 2], output
