@@ -90,7 +90,7 @@ class GuardedTask(Task[P, R]):
             scope = current_job()
             if scope is not None and scope.request is not None and scope.task_name == self.name:
                 return scope.request
-        return Task._get_request(self)  # type: ignore[attr-defined]  # Celery's own
+        return super().request
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.request.called_directly:

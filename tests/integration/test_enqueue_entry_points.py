@@ -4,6 +4,7 @@ the last app created). Read straight from the broker's lists: no worker needed."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from celery import chain, group
 
-from sandbox_platform import create_app, enqueue, enqueue_many
+from sandbox_platform import create_app, enqueue, enqueue_many, enqueue_many_async
 from sandbox_platform.core.context import MODE_HEADER
 from sandbox_platform.core.settings import load_settings
 from sandbox_platform.db.engine import session_scope
@@ -62,6 +63,10 @@ ENTRY_POINTS: dict[str, Callable[[Any, SimpleNamespace, str], Any]] = {
         (tag,), {}, countdown=0, headers={}
     ),
     "dead-letter replay": _dead_letter_replay,
+    "delay_async": lambda app, t, tag: asyncio.run(t.where.delay_async(tag)),
+    "enqueue_many_async": lambda app, t, tag: asyncio.run(
+        enqueue_many_async(app, "tests.where", [((tag,), {})])
+    ),
 }
 
 
