@@ -11,6 +11,7 @@ import os
 from sandbox_platform import create_app
 from sandbox_platform.core.exits import exit_on_settings_error
 from sandbox_platform.core.settings import Mode, load_settings
+from tests.async_tasks import register_async_tasks
 from tests.task_defs import register
 
 ORDER = os.environ.get("SP_TEST_APP_ORDER", "worker-first")
@@ -29,5 +30,7 @@ else:
     other = _other()
 tasks = register(app)
 other_tasks = register(other)
+async_tasks = register_async_tasks(app)
+other_async_tasks = register_async_tasks(other)
 
-__all__ = ["app", "other", "other_tasks", "tasks"]
+__all__ = ["app", "async_tasks", "other", "other_async_tasks", "other_tasks", "tasks"]
