@@ -255,7 +255,28 @@ def register_async_tasks(app: Celery) -> SimpleNamespace:
         await writer.wait_closed()
         return "connected"
 
+    @guarded_task(app, name="async.child", bind=True)
+    async def child(self: Any, key: str, how: str) -> None:
+        report = {
+            "how": how,
+            "id": self.request.id,
+            "parent_id": self.request.parent_id,
+            "root_id": self.request.root_id,
+            "correlation_id": current_correlation_id(),
+        }
+        await shared_redis().rpush(key, json.dumps(report))
+
+    @guarded_task(app, name="async.parent", bind=True)
+    async def parent(self: Any, key: str) -> str:
+        """Enqueues a child with ``await delay_async`` and one with a plain ``.delay`` from
+        its body on the job loop: both are its children."""
+        await child.delay_async(key, "delay_async")
+        child.delay(key, "delay")
+        return str(self.request.id)
+
     return SimpleNamespace(
+        child=child,
+        parent=parent,
         charge=charge,
         interleave=interleave,
         idem=idem,

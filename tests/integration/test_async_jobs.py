@@ -331,6 +331,20 @@ def test_duplicates_in_flight_at_once_have_one_effect_per_key(rig: Rig, prefix: 
     _assert_batch_interleaved(rig, barrier)
 
 
+def test_a_job_enqueued_from_an_async_body_is_its_child(rig: Rig, prefix: str) -> None:
+    """On the job loop Celery has no current task: the job scope names the parent, for an
+    ``await delay_async`` and a plain ``.delay`` alike, with the parent's correlation id."""
+    key = f"{prefix}:children"
+    with bind_correlation_id(f"corr-parent-{prefix}") as correlation_id:
+        parents = [rig.tasks.parent.delay(key).id for _ in range(3)]
+    wait_until(lambda: rig.client.llen(key) == 6, timeout=60, message="children missing")
+    children = _reports(rig.client, key)
+    assert sorted(r["how"] for r in children) == ["delay"] * 3 + ["delay_async"] * 3
+    assert sorted(r["parent_id"] for r in children) == sorted(parents * 2)
+    assert all(r["root_id"] == r["parent_id"] for r in children)  # the parents are roots
+    assert {r["correlation_id"] for r in children} == {correlation_id}
+
+
 def test_the_governor_admits_async_jobs_at_its_rate(rig: Rig, prefix: str) -> None:
     """30 governed async jobs against 20 at once, then 5 a second: 20 run together, the rest
     are re-queued (never a retry) and start at the limit's pace."""
