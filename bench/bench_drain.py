@@ -32,10 +32,12 @@ runs only when named. Then the async phase (``--async-variants``): ``async def``
 ``await asyncio.sleep(0.1)``, then the same ``INCR`` on a ``redis.asyncio`` client, at 2 x 50
 in flight: ``async-platform`` (the guarded task with governor and idempotency key on 2 x
 ``--pool threads --concurrency 50``; the platform runs the bodies on one event loop per worker
-process), ``async-arq`` (arq's default worker, 2 processes x ``max_jobs=50``) and
-``async-dramatiq`` (``-p 2 -t 8`` with Dramatiq's AsyncIO middleware: 16 in flight, N scaled
-to match). Then (unless ``--no-extras``) an interleaved enqueue phase, a latency phase, the
-governor's decision cost and over-admission, and the target table (bench/README.md).
+process), ``async-arq`` (arq's default worker, 2 processes x ``max_jobs=50``),
+``async-arq-poll10ms`` (the same with ``poll_delay`` 10 ms instead of arq's 0.5 s: shown
+beside the default, no target) and ``async-dramatiq`` (``-p 2 -t 8`` with Dramatiq's AsyncIO
+middleware: 16 in flight, N scaled to match). Then (unless ``--no-extras``) an interleaved
+enqueue phase, a latency phase, the governor's decision cost and over-admission, and the
+target table (bench/README.md).
 An async-only invocation::
 
     .venv/bin/python bench/bench_drain.py --variants '' --io-variants '' --no-extras
@@ -313,6 +315,17 @@ ASYNC_VARIANTS = (
         "bench.drain_arq.WorkerSettings",
         "drain_async_arq",
         "arq:queue",  # arq.constants.default_queue_name (a sorted set)
+        ASYNC_PROCESSES,
+        (),
+        kind="arq",
+        in_flight=ASYNC_IN_FLIGHT,
+    ),
+    Variant(
+        "async-arq-poll10ms",
+        f"async: arq poll_delay 10 ms (not default), {ASYNC_PROCESSES} x max_jobs {ASYNC_SLOTS}",
+        "bench.drain_arq.FastPollSettings",
+        "drain_async_arq",
+        "arq:queue",
         ASYNC_PROCESSES,
         (),
         kind="arq",

@@ -51,17 +51,30 @@ def _succeeded(url: str, ids: dict[str, str]) -> list[JobRun] | None:
     return done if len(done) >= len(ids) else None
 
 
-@pytest.mark.parametrize("order", ORDERS)
+#: (order, pool): both orders on the threads pool (jobs in flight together on the loop), and
+#: the solo pool (its consumer thread hands each body to the loop) in one order
+CASES = [(order, "threads") for order in ORDERS] + [("worker-first", "solo")]
+
+
+@pytest.mark.parametrize(("order", "pool"), CASES)
 @pytest.mark.parametrize("mode", ["sandbox", "live"])
 def test_async_jobs_follow_their_app_s_mode_beside_an_app_of_the_other(
-    mode, order, worker_factory, platform_settings_kwargs, pg_databases, tmp_path, monkeypatch
+    mode,
+    order,
+    pool,
+    worker_factory,
+    platform_settings_kwargs,
+    pg_databases,
+    tmp_path,
+    monkeypatch,
 ) -> None:
     sandbox_db, live_db = pg_databases
     monkeypatch.setenv("SP_TEST_APP_ORDER", order)
     app = create_app(load_settings(**platform_settings_kwargs, mode=mode))
     tasks = register_async_tasks(app)
     try:
-        worker_factory(app, TWO_APPS, pool="threads", concurrency=JOBS, mode=mode)
+        concurrency = JOBS if pool == "threads" else 1
+        worker_factory(app, TWO_APPS, pool=pool, concurrency=concurrency, mode=mode)
         sink = tmp_path / "real-calls.txt"
         ids: dict[str, str] = {}
         numbers: dict[str, int] = {}
