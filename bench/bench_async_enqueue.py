@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,8 +54,7 @@ from sandbox_platform import create_app, load_settings
 from sandbox_platform.app.offload import MAX_WORKERS
 from sandbox_platform.db import migrate
 from sandbox_platform.tasks import guarded_task
-
-TICK = 0.010
+from tests.ticker import ticking
 
 
 @contextmanager
@@ -90,28 +89,6 @@ def private_redis() -> Iterator[str]:
         proc.wait(10)
 
 
-async def ticking(work: Callable[[], Awaitable[None]]) -> tuple[float, float]:
-    """(seconds ``work`` took, the largest gap between two ticks meanwhile)."""
-    loop = asyncio.get_running_loop()
-    ticks: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        while not done.is_set():
-            ticks.append(loop.time())
-            await asyncio.sleep(TICK)
-
-    running = asyncio.create_task(ticker())
-    await asyncio.sleep(2 * TICK)
-    started = time.perf_counter()
-    await work()
-    elapsed = time.perf_counter() - started
-    await asyncio.sleep(2 * TICK)
-    done.set()
-    await running
-    return elapsed, max(b - a for a, b in itertools.pairwise(ticks))
-
-
 def measure(task: Any, n: int, counter: Iterator[int]) -> dict[str, tuple[float, float]]:
     """One run of the three modes: mode -> (microseconds per call, largest loop gap ms)."""
     found: dict[str, tuple[float, float]] = {}
@@ -134,10 +111,10 @@ def measure(task: Any, n: int, counter: Iterator[int]) -> dict[str, tuple[float,
         await asyncio.gather(*(task.delay_async(f"k{next(counter)}", 1) for _ in range(16)))
         modes = (("async seq", sequential), ("async gather", gathered), ("async many", bulk))
         for mode, work in modes:
-            elapsed, gap = await ticking(work)
+            _, elapsed, gap = await ticking(work)
             found[mode] = (elapsed / n * 1e6, gap * 1000)
         # the baseline: the same ticker on a loop that only sleeps (the machine's own noise)
-        _, idle_gap = await ticking(lambda: asyncio.sleep(0.5))
+        _, _, idle_gap = await ticking(lambda: asyncio.sleep(0.5))
         found["loop idle"] = (float("nan"), idle_gap * 1000)
 
     asyncio.run(main())

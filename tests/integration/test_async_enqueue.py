@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import itertools
 import json
 import subprocess
@@ -33,12 +32,12 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import JobRun
 from tests.brokers import ON_BOTH_BROKERS, TestBroker
 from tests.helpers import wait_until
+from tests.ticker import ticking
 
 pytestmark = pytest.mark.slow
 WORKER_APP = "tests.worker_app"
 QUEUE = "sandbox_platform.sandbox"
 #: the ticker's period, and the gap that means at least one tick was missed
-TICK = 0.010
 MISSED_TICK = 0.020
 
 
@@ -57,32 +56,6 @@ def _runs(database_url: str, task_name: str) -> dict[str, JobRun]:
         runs = list(session.scalars(select(JobRun).where(JobRun.task_name == task_name)))
         session.expunge_all()
     return {run.task_id: run for run in runs if run.state == "succeeded"}
-
-
-async def _ticking(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float, float]:
-    """Run ``work`` while a ticker records ``loop.time()`` every :data:`TICK`; return its
-    value, how long it took and the largest gap between two ticks."""
-    loop = asyncio.get_running_loop()
-    ticks: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        while not done.is_set():
-            ticks.append(loop.time())
-            await asyncio.sleep(TICK)
-
-    gc.collect()  # a full collection (tens of ms with the GIL held) is not due meanwhile
-    ticking = asyncio.create_task(ticker())
-    await asyncio.sleep(3 * TICK)  # the ticker is running
-    started = loop.time()
-    try:
-        value = await work()
-    finally:
-        elapsed = loop.time() - started
-        await asyncio.sleep(3 * TICK)  # a gap at the very end is measured too
-        done.set()
-        await ticking
-    return value, elapsed, max(b - a for a, b in itertools.pairwise(ticks))
 
 
 # -- the event loop is not blocked --------------------------------------------------------------
@@ -123,7 +96,7 @@ async def _without_missed_ticks(
     process (other test suites share its 2 cores) is measured again."""
     gaps: list[float] = []
     for _ in range(3):
-        _, elapsed, gap = await _ticking(work)
+        _, elapsed, gap = await ticking(work, collect_first=True)
         assert elapsed >= at_least, f"the work took {elapsed * 1000:.1f} ms"
         gaps.append(gap)
         if gap < MISSED_TICK:
@@ -165,7 +138,7 @@ def test_the_loop_keeps_ticking_while_delay_async_waits_on_the_broker(private_ap
 
         await _without_missed_ticks(two_hundred)
 
-        _, blocked_for, sync_gap = await _ticking(lambda: paused(sync_delay))
+        _, blocked_for, sync_gap = await ticking(lambda: paused(sync_delay), collect_first=True)
         assert blocked_for >= 0.045  # the pause was felt by the publish...
         assert sync_gap > MISSED_TICK, sync_gap  # ...and the loop stopped for it
 
