@@ -175,7 +175,7 @@ class GuardedTask(Task[P, R]):
             ((), item) if isinstance(item, Mapping) else (tuple(item), {}) for item in items
         )
 
-    # -- async enqueue (begin) -------------------------------------------------------------
+    # -- async enqueue ---------------------------------------------------------------------
     # The sync methods above, run on a thread of sandbox_platform.app.offload's pool in the
     # caller's context: one enqueue path for every broker (docs/async-enqueue.md).
 
@@ -204,8 +204,6 @@ class GuardedTask(Task[P, R]):
     ) -> list[AsyncResult[R]]:
         """:meth:`delay_many` on a pool thread (``items`` is read here, on the loop)."""
         return await offload(self.delay_many, list(items))
-
-    # -- async enqueue (end) ---------------------------------------------------------------
 
 
 def _guards_of(app: Celery) -> Sequence[Guard]:
