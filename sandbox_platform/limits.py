@@ -3,6 +3,6 @@
 A re-export only: see :mod:`sandbox_platform.ops.limits`.
 """
 
-from sandbox_platform.ops.limits import apply_default_limits, declare_default_limits
+from sandbox_platform.ops.limits import LimitSpec, apply_default_limits, declare_default_limits
 
-__all__ = ["apply_default_limits", "declare_default_limits"]
+__all__ = ["LimitSpec", "apply_default_limits", "declare_default_limits"]

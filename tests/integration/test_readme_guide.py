@@ -5,7 +5,8 @@ shell blocks are run line by line in that directory (``export``s set the environ
 trailing ``&`` starts a process that runs until the end of the test, every other command must
 succeed — readiness is asked again until GO), the other Python block runs as the user's
 application. Only the Redis and database come from the test (the guide's "nothing else
-configured" would start an embedded Redis).
+configured" would start an embedded Redis); the database is a new PostgreSQL database, so
+the guide's ``db upgrade`` is what creates its tables.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.helpers import platform_env, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
@@ -49,9 +52,20 @@ def test_the_guide_has_the_blocks_this_test_runs() -> None:
     assert kinds == ["python", "bash", "python", "bash"]
 
 
+@pytest.fixture
+def new_pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database: the guide's `db upgrade` creates its tables."""
+    url = create_pg_database("sp_guide")
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 def test_readme_guide_runs_as_written(
-    platform_settings_kwargs: dict[str, object], tmp_path: Path
+    platform_settings_kwargs: dict[str, object], new_pg_database: str, tmp_path: Path
 ) -> None:
+    platform_settings_kwargs = {**platform_settings_kwargs, "database_url": new_pg_database}
     (_, module), (_, start), (_, enqueue), (_, inspect) = guide_blocks()
     project = tmp_path / "shop"
     project.mkdir()
