@@ -84,7 +84,12 @@ class Runtime:
         ).drain
         alerts = build_dispatcher(settings, client)
         retry_hooks = ExhaustedHooks()
-        wire_alert_sources(alerts, events, retry_hooks)
+        wire_alert_sources(
+            alerts,
+            events,
+            retry_hooks,
+            governor_wait_alert_seconds=settings.governor_wait_alert_seconds,
+        )
         metrics = Metrics(client, prefix)
         metrics.subscribe(events)
         governor = Governor(client, prefix)

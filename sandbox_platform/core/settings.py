@@ -141,6 +141,15 @@ class Settings(BaseSettings):
     alert_throttle_seconds: float = Field(
         default=60.0, gt=0, le=7 * 86400, allow_inf_nan=False, description="throttle window"
     )
+    governor_wait_alert_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=30 * 86400,
+        allow_inf_nan=False,
+        description="seconds the governor may keep a job waiting (since its first deferral, "
+        "plus the wait it is re-queued for) before a governor_wait_exceeded warning; shorter "
+        "waits are info governor_denied alerts",
+    )
     readiness_timeout: float = Field(
         default=5.0, ge=0.1, le=600, allow_inf_nan=False, description="seconds per check"
     )

@@ -41,10 +41,13 @@ class Event:
 
 @dataclass(frozen=True)
 class GovernorDenied(Event):
-    """The governor denied a job; it was re-queued to run in ``wait_seconds``."""
+    """The governor denied a job; it was re-queued to run in ``wait_seconds``.
+    ``waited_seconds``: how long the governor had already kept it waiting (since its first
+    deferral; 0 on the first)."""
 
     resource: str = ""
     wait_seconds: float = 0.0
+    waited_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Sinks: structured log (every alert), database table (every alert), webhook (from
 ``alert_min_severity`` up, when ``SANDBOX_PLATFORM_ALERT_WEBHOOK_URL`` is set). Sources, all
 subscribed to the guards' event bus: a job's final failure (error ``task_failed``), poison
-quarantine (error), governor denials (warning, throttled per resource), dry-run intercepts
-(info, throttled per action), an unreachable admission Redis (critical), plus in-process
+quarantine (error), governor deferrals (info ``governor_denied``; warning
+``governor_wait_exceeded`` once the governor keeps a job waiting longer than
+``governor_wait_alert_seconds``; both throttled per resource), dry-run intercepts (info,
+throttled per action), an unreachable admission Redis (critical), plus in-process
 retry exhaustion (:class:`~sandbox_platform.guards.retry.RetryBackoffManager`) and whatever
 calls :meth:`AlertDispatcher.alert` (the heartbeat watchdog, readiness).
 """
@@ -38,9 +40,20 @@ from sandbox_platform.ops.alerts import (
     connect_retry_exhaustion,
 )
 
-__all__ = ["THROTTLED_KINDS", "build_dispatcher", "readiness_alerter", "wire_alert_sources"]
+__all__ = [
+    "THROTTLED_KINDS",
+    "build_dispatcher",
+    "governor_denial_alert",
+    "readiness_alerter",
+    "wire_alert_sources",
+]
 
-THROTTLED_KINDS = ("governor_denied", "dry_run_intercepted", "redis_unreachable")
+THROTTLED_KINDS = (
+    "governor_denied",
+    "governor_wait_exceeded",
+    "dry_run_intercepted",
+    "redis_unreachable",
+)
 _UID = "sandbox_platform.alerts"
 
 
@@ -60,13 +73,19 @@ def build_dispatcher(settings: Settings, client: redis.Redis) -> AlertDispatcher
 
 
 def wire_alert_sources(
-    dispatcher: AlertDispatcher, events: Events, retry_hooks: ExhaustedHooks
+    dispatcher: AlertDispatcher,
+    events: Events,
+    retry_hooks: ExhaustedHooks,
+    *,
+    governor_wait_alert_seconds: float,
 ) -> None:
     """Subscribe ``dispatcher`` to ``events`` and to the app's exhausted retries (replacing an
-    earlier wiring of the same bus)."""
+    earlier wiring of the same bus). ``governor_wait_alert_seconds``: the settings' bound
+    past which a governor deferral is a warning (:func:`governor_denial_alert`)."""
     connect_retry_exhaustion(dispatcher, retry_hooks)
     events.subscribe(JobDeadLettered, _dead_lettered(dispatcher), uid=f"{_UID}.dead_lettered")
-    events.subscribe(GovernorDenied, _denied(dispatcher), uid=f"{_UID}.denied")
+    denied = _denied(dispatcher, governor_wait_alert_seconds)
+    events.subscribe(GovernorDenied, denied, uid=f"{_UID}.denied")
     events.subscribe(DryRunIntercepted, _intercepted(dispatcher), uid=f"{_UID}.intercepted")
     events.subscribe(AdmissionUnavailable, _unavailable(dispatcher), uid=f"{_UID}.unavailable")
     events.subscribe(ResultNotStored, _not_stored(dispatcher), uid=f"{_UID}.not_stored")
@@ -97,17 +116,37 @@ def _dead_lettered(dispatcher: AlertDispatcher) -> Callable[[JobDeadLettered], N
     return on_event
 
 
-def _denied(dispatcher: AlertDispatcher) -> Callable[[GovernorDenied], None]:
+def governor_denial_alert(event: GovernorDenied, bound_seconds: float) -> Alert:
+    """The alert for one governor deferral: info ``governor_denied`` (a burst being paced),
+    or warning ``governor_wait_exceeded`` when the job will have been kept waiting longer
+    than ``bound_seconds`` by the time it runs again (the wait since its first deferral plus
+    the wait it is re-queued for). One alert per deferral, throttled per resource: the
+    dispatcher's one throttle round trip, never two."""
+    kept = event.waited_seconds + event.wait_seconds
+    context: dict[str, Any] = {
+        "task": event.task,
+        "resource": event.resource,
+        "wait_seconds": round(event.wait_seconds, 3),
+    }
+    if kept <= bound_seconds:
+        message = f"governor denied {event.task} on {event.resource!r}; re-queued"
+        return Alert(Severity.INFO, "governor_denied", message, context, key=event.resource)
+    context.update(
+        waited_seconds=round(event.waited_seconds, 3),
+        kept_waiting_seconds=round(kept, 3),
+        bound_seconds=bound_seconds,
+    )
+    message = (
+        f"governor resource {event.resource!r} keeps jobs waiting: {event.task} waited "
+        f"{event.waited_seconds:.1f}s and was re-queued for {event.wait_seconds:.1f}s more "
+        f"({kept:.1f}s), over the {bound_seconds:g}s bound (GOVERNOR_WAIT_ALERT_SECONDS)"
+    )
+    return Alert(Severity.WARNING, "governor_wait_exceeded", message, context, key=event.resource)
+
+
+def _denied(dispatcher: AlertDispatcher, bound_seconds: float) -> Callable[[GovernorDenied], None]:
     def alert(event: GovernorDenied) -> None:
-        dispatcher.alert(
-            Severity.WARNING,
-            "governor_denied",
-            f"governor denied {event.task} on {event.resource!r}; re-queued",
-            key=event.resource,
-            task=event.task,
-            resource=event.resource,
-            wait_seconds=round(event.wait_seconds, 3),
-        )
+        dispatcher.emit(governor_denial_alert(event, bound_seconds))
 
     return alert
 

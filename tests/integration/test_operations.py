@@ -62,6 +62,9 @@ def test_final_failure_sends_exactly_one_error_alert_to_the_webhook(
 def test_governor_denials_produce_one_warning_and_a_suppressed_count(
     guarded, worker_factory, platform_app, redis_client, pg_databases
 ) -> None:
+    """1 an hour: every denied job is re-queued for far longer than GOVERNOR_WAIT_ALERT_SECONDS
+    (60 s), so each deferral is a ``governor_wait_exceeded`` warning, throttled to one per
+    window (a paced burst, only ``info``, is tests/integration/test_governor_wait_alerts.py)."""
     sandbox_db, _ = pg_databases
     governor = Governor(redis_client, "sp")
     governor.set_limit("test-bucket", 1, 3600.0)
@@ -73,13 +76,14 @@ def test_governor_denials_produce_one_warning_and_a_suppressed_count(
         timeout=60,
         message="the governor did not deny the burst",
     )
-    warnings = wait_until(lambda: _alerts(sandbox_db, "governor_denied"), timeout=10)
+    warnings = wait_until(lambda: _alerts(sandbox_db, "governor_wait_exceeded"), timeout=10)
     assert len(warnings) == 1 and warnings[0].severity == "warning"
+    assert _alerts(sandbox_db, "governor_denied") == []  # one alert per deferral, not two
     assert redis_client.llen("denied-done") == 1
 
     def second_window() -> list[Alert]:
         guarded.limited.delay("denied-done", 1000)  # one more denial after the window
-        found = _alerts(sandbox_db, "governor_denied")
+        found = _alerts(sandbox_db, "governor_wait_exceeded")
         return found if len(found) >= 2 else []
 
     later = wait_until(second_window, timeout=30, interval=1.0)

@@ -6,11 +6,16 @@ admission round trip, from every resource or from none. A denial re-queues the s
 with a countdown equal to the bucket's wait (capped below the broker's visibility timeout):
 never a retry, never a held pool slot. A cost no bucket can ever hold dead-letters the job
 (``over_capacity``).
+
+The re-queued message carries when the governor first deferred the job
+(:data:`WAITING_SINCE_HEADER`), so every later denial reports how long the job has been kept
+waiting (``GovernorDenied.waited_seconds``) without asking Redis.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +31,25 @@ from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
 from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.guards.templates import check_template
 
-__all__ = ["GovernorGuard", "governor_specs"]
+__all__ = ["WAITING_SINCE_HEADER", "GovernorGuard", "governor_specs", "waiting_since"]
 
 log = structlog.get_logger(__name__)
+
+
+#: when the governor first deferred the job (epoch seconds), carried by its re-queues
+WAITING_SINCE_HEADER = "sp_governor_waiting_since"
+
+
+def waiting_since(value: Any, now: float) -> float:
+    """The first deferral's time from the header ``value``; ``now`` when there is none (the
+    first deferral) or it is not a time (not a number, or later than ``now``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return now
+    try:
+        since = float(value)
+    except ValueError:
+        return now
+    return since if math.isfinite(since) and since <= now else now
 
 
 def governor_specs(context: OptionContext, value: Any) -> tuple[tuple[str, int], ...]:
@@ -74,6 +95,9 @@ class GovernorGuard(EnqueueShortcuts, Guard):
             return Outcome.dead_letter("over_capacity", error=error)
         visibility = job.services.settings.redelivery_timeout
         outcome = Outcome.defer(min(admission.wait_seconds, visibility * 0.9))
+        now = time.time()
+        since = waiting_since(job.header(WAITING_SINCE_HEADER), now)
+        job.headers[WAITING_SINCE_HEADER] = since
         log.info("governor denied; job re-queued", resource=resource, wait=outcome.countdown)
         job.services.events.emit(
             GovernorDenied(
@@ -82,6 +106,7 @@ class GovernorGuard(EnqueueShortcuts, Guard):
                 current_correlation_id(),
                 resource=resource,
                 wait_seconds=outcome.countdown,
+                waited_seconds=now - since,
             )
         )
         return outcome

@@ -6,6 +6,7 @@ resources, and a cost no bucket can hold dead-letters the job."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from sandbox_platform.coordination.admission import Admission
 from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import RateLimitedError
 from sandbox_platform.guards.builtin import GovernorGuard
+from sandbox_platform.guards.builtin.governor import WAITING_SINCE_HEADER, waiting_since
 from sandbox_platform.guards.events import GovernorAdmitted, GovernorDenied
 from sandbox_platform.testing import GuardHarness, run_concurrently
 from tests.unit.guards.conftest import MakeHarness
@@ -69,6 +71,53 @@ def test_a_deferral_stays_below_the_redelivery_timeout(make_harness: MakeHarness
     outcome = harness.admit(harness.job((7,)), answer).outcome
     assert outcome is not None and outcome.kind == "defer"
     assert outcome.countdown == pytest.approx(9.0)
+
+
+def test_a_first_deferral_stamps_the_message_and_a_later_one_reports_the_wait(
+    make_harness: MakeHarness,
+) -> None:
+    harness = _harness(make_harness)
+    answer = Admission("denied", wait_seconds=2.0, resource="api:7")
+    before = time.time()
+    first = harness.job((7,))
+    assert harness.admit(first, answer).outcome is not None
+    since = first.headers[WAITING_SINCE_HEADER]  # what the re-queued message carries
+    assert before <= since <= time.time()
+    assert harness.events_of(GovernorDenied)[0].waited_seconds == 0.0
+
+    again = harness.job((7,), headers={WAITING_SINCE_HEADER: since - 30})  # 30 s later
+    assert harness.admit(again, answer).outcome is not None
+    assert again.headers[WAITING_SINCE_HEADER] == since - 30  # the first deferral's, kept
+    event = harness.events_of(GovernorDenied)[1]
+    assert 30 <= event.waited_seconds < 31
+    assert event.wait_seconds == 2.0
+
+
+def test_an_admitted_job_carries_no_waiting_stamp(make_harness: MakeHarness) -> None:
+    harness = _harness(make_harness)
+    job = harness.job((7,), headers={WAITING_SINCE_HEADER: time.time() - 5})
+    assert harness.admit(job).outcome is None
+    assert WAITING_SINCE_HEADER not in job.headers
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 100.0),
+        (40.5, 40.5),
+        (40, 40.0),
+        ("40.5", 40.5),
+        ("soon", 100.0),
+        (True, 100.0),
+        (150.0, 100.0),  # later than now: another host's clock ahead, counted from now
+        (float("nan"), 100.0),
+        ([1], 100.0),
+    ],
+)
+def test_waiting_since_reads_the_header_or_falls_back_to_now(
+    value: object, expected: float
+) -> None:
+    assert waiting_since(value, 100.0) == expected
 
 
 def test_a_cost_no_bucket_can_hold_is_dead_lettered(make_harness: MakeHarness) -> None:
