@@ -36,7 +36,9 @@ they all shadow the schedule, and only the holder of the Redis lease
 ``sandbox_platform_leader_ttl``
     lease time-to-live in seconds, default 15 (1.5 x a 10 s heartbeat).
 ``sandbox_platform_beat_holder_id``
-    optional holder id; default ``host:pid:random``.
+    optional holder id; default ``host:pid:random``, made once per process and app: Celery
+    builds a second scheduler for its start-up banner (``service.get_scheduler(lazy=True)``),
+    and every scheduler of the process names the same holder (:func:`beat_holder_id`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ import copy
 import heapq
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +68,7 @@ __all__ = [
     "LEASE_NAME",
     "TICK_HEADER",
     "LeaderScheduler",
+    "beat_holder_id",
     "tick_id_for",
 ]
 
@@ -87,6 +92,28 @@ def tick_id_for(name: str, slot_start: float) -> str:
     if slot_start == whole:
         return f"{name}:{whole}"
     return f"{name}:{slot_start:.3f}"
+
+
+#: where a process keeps its holder id on the app: (pid, id), so a forked child makes its own
+_HOLDER_ATTR = "_sp_beat_holder"
+_holder_lock = threading.Lock()
+
+
+def beat_holder_id(app: Any) -> str:
+    """The lease holder id of this process's beat for ``app``: the
+    ``sandbox_platform_beat_holder_id`` setting, else one ``host:pid:random`` made on first use
+    and kept for the life of the process, so the banner's scheduler and the running one (and
+    every line either logs) name the same holder."""
+    configured = app.conf.get("sandbox_platform_beat_holder_id")
+    if configured:
+        return str(configured)
+    pid = os.getpid()
+    with _holder_lock:
+        held = getattr(app, _HOLDER_ATTR, None)
+        if held is None or held[0] != pid:
+            held = (pid, default_holder_id())
+            setattr(app, _HOLDER_ATTR, held)
+    return str(held[1])
 
 
 def _interval_seconds(entry: ScheduleEntry) -> float | None:
@@ -122,9 +149,12 @@ class LeaderScheduler(Scheduler):
         if ttl <= 0:
             raise SettingsError("sandbox_platform_leader_ttl", f"must be positive, got {ttl!r}")
         prefix = str(conf.get("sandbox_platform_key_prefix") or "sp")
-        holder = str(conf.get("sandbox_platform_beat_holder_id") or default_holder_id())
         self.lease = LeaderLease(
-            get_redis(str(url)), LEASE_NAME, holder_id=holder, ttl_seconds=ttl, prefix=prefix
+            get_redis(str(url)),
+            LEASE_NAME,
+            holder_id=beat_holder_id(app),
+            ttl_seconds=ttl,
+            prefix=prefix,
         )
         self.poll_interval = ttl / POLLS_PER_TTL
         self._next_lease_check = 0.0

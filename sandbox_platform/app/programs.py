@@ -35,8 +35,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 import structlog
-from celery import VERSION_BANNER
+from celery import VERSION_BANNER, Celery
 from celery.apps import worker as celery_worker
 from celery.apps.beat import Beat
 from celery.apps.worker import Worker
@@ -53,7 +54,7 @@ from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.redaction import redact
 from sandbox_platform.core.settings import Settings
 
-__all__ = ["PlatformBeat", "PlatformWorker", "json_say", "startup_logging"]
+__all__ = ["PlatformBeat", "PlatformWorker", "app_reference", "json_say", "startup_logging"]
 
 log = structlog.get_logger("sandbox_platform.app.programs")
 
@@ -70,6 +71,22 @@ def startup_logging(settings: Settings) -> bool:
         logging.captureWarnings(True)
         celery_worker.safe_say = json_say  # type: ignore[attr-defined]
     return json_mode
+
+
+def app_reference(app: Celery) -> str:
+    """The app as the command line named it: the ``-A``/``--app`` value of the running
+    ``celery`` command (``shop_tasks``, ``shop_api:celery_app``; ``sandbox-platform worker
+    --app X`` runs ``celery -A X worker``), else the app's ``main``.
+
+    Celery keeps the ``-A`` value nowhere on the app (``app.main`` is the name the app was
+    created with: ``create_app``'s ``"sandbox_platform"``); it is a parameter of the root
+    click command, which is running while the worker and beat start.
+    """
+    context = click.get_current_context(silent=True)
+    given = context.find_root().params.get("app") if context is not None else None
+    if isinstance(given, str) and given.strip():
+        return given.strip()
+    return app.main or "__main__"
 
 
 def json_say(msg: str, f: Any = sys.__stderr__) -> None:
@@ -147,6 +164,13 @@ class PlatformWorker(Worker):
             return
         log.info("celery worker starting", **self.startup_facts())
 
+    def startup_info(self, artlines: bool = True) -> str:
+        """Celery's banner, naming the app as the command line did (not ``app.main``)."""
+        info: str = super().startup_info(artlines=artlines)
+        app = self.app
+        named = f"{app.main or '__main__'}:{id(app):#x}"
+        return info.replace(named, f"{app_reference(app)} ({id(app):#x})", 1)
+
     def startup_facts(self) -> dict[str, Any]:
         """What Celery's banner says, as fields."""
         app = self.app
@@ -158,7 +182,7 @@ class PlatformWorker(Worker):
             "hostname": me.hostname,
             "pid": os.getpid(),
             "celery_version": VERSION_BANNER,
-            "app": app.main or "__main__",
+            "app": app_reference(app),
             "mode": settings_of(app).mode.value,
             "transport": app.connection().as_uri(),
             "results": app.backend.as_uri(),
@@ -197,6 +221,7 @@ class PlatformBeat(Beat):
         return {
             "pid": os.getpid(),
             "celery_version": VERSION_BANNER,
+            "app": app_reference(app),
             "broker": app.connection().as_uri(),
             "loader": type(app.loader).__qualname__,
             "scheduler": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",

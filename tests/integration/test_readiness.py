@@ -375,3 +375,29 @@ def test_cli_exits_1_with_the_reason_code(
     assert report["verdict"] == "NO-GO"
     assert expected in report["reasons"]
     assert "Traceback" not in stderr
+
+
+def test_before_migrations_the_report_says_so_without_alert_sink_dumps(
+    platform_settings_kwargs: dict[str, object], pg_url: str
+) -> None:
+    """``sandbox-platform readiness`` on a fresh database (``db upgrade`` not run yet): NO-GO
+    with MIGRATIONS_BEHIND, and the NO-GO alert's database sink says in one short line that
+    it could not store it, with no SQL error dump or traceback beside the report."""
+    env = platform_env(**{**platform_settings_kwargs, "database_url": pg_url})
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox_platform", "readiness", "--timeout", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert MIGRATIONS_BEHIND in proc.stdout and "NO-GO" in proc.stdout, output
+    assert "readiness_no_go" in proc.stderr, output  # the alert was raised (and logged)
+    assert "alert_sink_failed" not in output
+    assert "Traceback" not in output
+    assert 'relation "sp_alerts" does not exist' not in output
+    assert [line for line in proc.stderr.splitlines() if "alerts_not_stored" in line], output

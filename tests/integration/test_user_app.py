@@ -9,6 +9,7 @@ the user's tasks; an app that cannot be imported is one line and exit 2.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,9 +19,14 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tests.helpers import platform_env, stop_group, wait_until
+from tests.helpers import json_lines, platform_env, stop_group, wait_until
 
 pytestmark = pytest.mark.slow
+
+#: a lease holder id where a beat line names one (banner, leader, release)
+HOLDER = re.compile(
+    r"holder ([^\s)]+)\)|^beat (\S+) (?:is now the leader|released the lease|lost the lease)"
+)
 
 #: the console script, as a user runs it (``python -m`` would put the cwd on sys.path itself)
 CLI = Path(sys.executable).parent / "sandbox-platform"
@@ -112,7 +118,8 @@ def test_platform_commands_run_a_user_app(
     worker = _start(
         shop, shop_env, tmp_path / "worker.log", "worker", "--processes", "1", "--app", "shop_tasks"
     )
-    beat = _start(shop, shop_env, tmp_path / "beat.log", "beat", "--app", "shop_tasks")
+    # the attribute form for beat: the start-up event names the app as given
+    beat = _start(shop, shop_env, tmp_path / "beat.log", "beat", "--app", "shop_tasks:app")
     try:
         # the worker runs the user's task, sent by name from another process
         platform_app.send_task("shop_tasks.ship", args=["order-1"])
@@ -170,6 +177,22 @@ def test_platform_commands_run_a_user_app(
         stop_group(worker)
         stop_group(beat)
     assert worker.returncode == 0, (tmp_path / "worker.log").read_text()[-2000:]
+
+    # start-up lines tell the truth: the app as --app named it (not create_app's main), and
+    # one lease holder on every line of the beat (Celery builds a scheduler for its banner)
+    worker_events = json_lines((tmp_path / "worker.log").read_text())
+    [worker_start] = [e for e in worker_events if e.get("event") == "celery worker starting"]
+    assert worker_start["app"] == "shop_tasks", worker_start
+    beat_events = json_lines((tmp_path / "beat.log").read_text())
+    [beat_start] = [e for e in beat_events if e.get("event") == "celery beat starting"]
+    assert beat_start["app"] == "shop_tasks:app", beat_start
+    holders = [
+        found.group(1) or found.group(2)
+        for event in beat_events
+        for text in (str(event.get("event")), str(event.get("scheduler_info", "")))
+        if (found := HOLDER.search(text))
+    ]
+    assert len(holders) >= 2 and len(set(holders)) == 1, holders
 
 
 @pytest.mark.parametrize(

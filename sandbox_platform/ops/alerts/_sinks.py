@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from sandbox_platform.db import models
 from sandbox_platform.db.engine import session_scope
@@ -80,13 +81,48 @@ class MemorySink:
             self._total = 0
 
 
+#: PostgreSQL's ``undefined_table``
+_UNDEFINED_TABLE = "42P01"
+
+
+def _table_missing(error: DBAPIError) -> bool:
+    """True when ``error`` says the table does not exist (PostgreSQL or SQLite)."""
+    original = error.orig
+    if getattr(original, "sqlstate", None) == _UNDEFINED_TABLE:  # psycopg 3
+        return True
+    return "no such table" in str(original)  # sqlite3
+
+
 class DatabaseSink:
-    """Writes one :class:`sandbox_platform.db.models.Alert` row per alert (synchronously)."""
+    """Writes one :class:`sandbox_platform.db.models.Alert` row per alert (synchronously).
+
+    A database without the alerts table (its migrations not applied yet: readiness says
+    ``MIGRATIONS_BEHIND``) is not an error of each alert: the alert is not stored, and one
+    short warning says so until the table is there (then again if it goes missing)."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
+        self._said_missing = False
+        self._log = structlog.get_logger("sandbox_platform.alerts")
 
     def send(self, alert: Alert) -> None:
+        try:
+            self._insert(alert)
+        except DBAPIError as error:
+            if not _table_missing(error):
+                raise
+            if not self._said_missing:
+                self._said_missing = True
+                self._log.warning(
+                    "alerts_not_stored",
+                    reason=f"no {models.Alert.__tablename__} table: run `sandbox-platform "
+                    "db upgrade`",
+                    kind=alert.kind,
+                )
+            return
+        self._said_missing = False
+
+    def _insert(self, alert: Alert) -> None:
         with session_scope(self.database_url) as session:
             session.add(
                 models.Alert(
