@@ -34,7 +34,10 @@ __all__ = ["alerts_app", "dry_runs_app", "jobs_app"]
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts the platform raised.")
 dry_runs_app = typer.Typer(no_args_is_help=True, help="Irreversible calls intercepted.")
-jobs_app = typer.Typer(no_args_is_help=True, help="One job's story, by correlation id.")
+jobs_app = typer.Typer(
+    no_args_is_help=True,
+    help="One job's story, by task id, correlation id or idempotency key.",
+)
 console = stdout_console()
 
 #: alerts read per poll of ``alerts tail`` (the most ``ops.records`` hands out at once): when
@@ -249,30 +252,55 @@ def _summary(entry: dict[str, Any]) -> str:
 
 @jobs_app.command("show")
 def jobs_show(
-    correlation_id: Annotated[
-        str, typer.Argument(metavar="CORRELATION_ID", help="the correlation id")
+    job: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID",
+            help="a task id, a correlation id or an idempotency key (<task name>:<key value>)",
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Everything that carries CORRELATION_ID, in time order: runs, retries, dry-run events,
-    alerts, dead letters, effects. Exit 1 when nothing carries it."""
-    from sandbox_platform.ops.records import correlation_timeline
+    """One job's story, in time order: runs, retries, dry-run events, alerts, dead letters,
+    effects. ID is tried as a task id (the job's correlation id is then shown), a correlation
+    id, then an idempotency key as stored (<task name>:<key value>, e.g. shop.charge:order-42).
+    Says which matched; exit 1 when nothing does."""
+    from sandbox_platform.core.redis_client import get_redis, redis_url
+    from sandbox_platform.ops.job_lookup import find_job, nothing_matched
 
-    url = cli_settings().active_database_url
+    settings = cli_settings()
+    url = settings.active_database_url
     with reading_database(url):
-        entries = [_normalised(entry) for entry in correlation_timeline(url, correlation_id)]
-    if not entries:
-        fail(f"nothing carries correlation id {correlation_id!r}")
+        story = find_job(url, job, lambda: get_redis(redis_url(settings)), settings.key_prefix)
+    if story.match is None:
+        fail(nothing_matched(job) + (f" ({story.unchecked})" if story.unchecked else ""))
+    if not story.entries:
+        fail(f"{story.match.describe()}: no records of that job yet")
+    entries = [_normalised(entry) for entry in story.entries]
     if as_json:
-        print_json(entries)
+        print_json(
+            {
+                "matched": story.match.to_dict(),
+                "task_id": story.match.task_id,
+                "correlation_id": story.correlation_id,
+                "entries": entries,
+            }
+        )
         return
-    table = new_table("time", "kind", "task id", "what", title=f"correlation id {correlation_id}")
+    title = (
+        f"correlation id {story.correlation_id}"
+        if story.correlation_id
+        else f"task id {story.match.task_id}"
+    )
+    console.print(Text(story.match.describe()))
+    table = new_table("time", "kind", "task id", "what", title=title)
     for entry in entries:
+        task_id = Text(entry.get("task_id") or "", style="bold" if entry.get("matched_job") else "")
         add_row(
             table,
             short_time(entry["at"], millis=True),
             entry["kind"].replace("_", " "),
-            entry.get("task_id") or "",
+            task_id,
             Text(_summary(entry)),
         )
     console.print(table)

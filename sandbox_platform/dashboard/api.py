@@ -18,6 +18,7 @@ from sandbox_platform.dashboard.state import DashboardState
 from sandbox_platform.ops import records
 from sandbox_platform.ops.backlog import queue_stats
 from sandbox_platform.ops.heartbeat import Heartbeat
+from sandbox_platform.ops.job_lookup import find_job, nothing_matched
 from sandbox_platform.ops.metrics import read_totals
 from sandbox_platform.ops.overview import (
     governor_overview,
@@ -95,10 +96,18 @@ def dead_letters_view(state: DashboardState, request: Request) -> dict[str, Any]
     }
 
 
-def correlation_view(state: DashboardState, correlation_id: str) -> dict[str, Any]:
+def correlation_view(state: DashboardState, job: str) -> dict[str, Any]:
+    """One job's story: ``job`` is a task id, a correlation id or an idempotency key
+    (ops/job_lookup.py); ``matched`` says which (null when nothing matched)."""
+    story = find_job(state.database_url, job, lambda: state.redis, state.settings.key_prefix)
+    match = story.match
     return {
-        "correlation_id": correlation_id,
-        "entries": records.correlation_timeline(state.database_url, correlation_id),
+        "looked_up": job,
+        "matched": match.to_dict() if match is not None else None,
+        "matched_text": match.describe() if match is not None else nothing_matched(job),
+        "task_id": match.task_id if match is not None else None,
+        "correlation_id": story.correlation_id,
+        "entries": story.entries,
     }
 
 
@@ -195,7 +204,7 @@ def api_routes() -> list[Route]:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-        Route("/api/jobs/{correlation_id}", _api("correlation")),
+        Route("/api/jobs/{correlation_id:path}", _api("correlation")),
     ]
     for name in ("readiness", "heartbeat", "governor", "queues", "audit", "alerts", "sandbox"):
         routes.append(Route(f"/api/{name}", _api(name)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -89,15 +89,16 @@ def _filtered(name: str, template: str) -> Any:
 
 
 async def correlation_page(request: Request) -> Response:
-    correlation_id = request.path_params["correlation_id"]
-    return render(request, "correlation.html", await view(request, "correlation", correlation_id))
+    """One job's story: the path is a task id, a correlation id or an idempotency key."""
+    job = request.path_params["correlation_id"]
+    return render(request, "correlation.html", await view(request, "correlation", job))
 
 
 async def correlation_search(request: Request) -> Response:
-    correlation_id = request.query_params.get("correlation_id", "").strip()
-    if not correlation_id:
-        raise HTTPException(400, "give a correlation id")
-    return RedirectResponse(f"/jobs/{correlation_id}", status_code=303)
+    job = request.query_params.get("correlation_id", "").strip()
+    if not job:
+        raise HTTPException(400, "give a task id, a correlation id or an idempotency key")
+    return RedirectResponse(f"/jobs/{quote(job, safe='/:@')}", status_code=303)
 
 
 # -- actions ----------------------------------------------------------------------------------
@@ -201,5 +202,5 @@ def page_routes() -> list[Route]:
         Route("/queues", _page("queues", "queues.html")),
         Route("/audit", _page("audit", "audit.html")),
         Route("/jobs", correlation_search),
-        Route("/jobs/{correlation_id}", correlation_page),
+        Route("/jobs/{correlation_id:path}", correlation_page),
     ]

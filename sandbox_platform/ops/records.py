@@ -1,5 +1,5 @@
 """What the platform recorded, read back for people: alerts, dry-run events, dead letters,
-audit events, heartbeat ticks, and everything one correlation id touched.
+audit events, heartbeat ticks, and everything one correlation id (or one job) touched.
 
 Every function returns JSON-ready dicts (ISO times), newest first unless said otherwise, with
 secrets masked for display: a dead letter keeps the arguments replay needs, but they are
@@ -37,6 +37,7 @@ __all__ = [
     "list_audit",
     "list_dead_letters",
     "list_dry_runs",
+    "task_timeline",
 ]
 
 MAX_LIMIT = 1000
@@ -218,11 +219,23 @@ def _effect_entry(row: Effect) -> dict[str, Any]:
 def correlation_timeline(database_url: str, correlation_id: str) -> list[dict[str, Any]]:
     """Every run, retry, dry-run event, alert, dead letter and effect row that carries
     ``correlation_id``, in time order (each entry has ``kind`` and ``at``)."""
+    return _timeline(database_url, "correlation_id", correlation_id)
+
+
+def task_timeline(database_url: str, task_id: str) -> list[dict[str, Any]]:
+    """Every run, retry, dry-run event, dead letter and effect row of job ``task_id``, in time
+    order (alerts carry no task id)."""
+    return _timeline(database_url, "task_id", task_id)
+
+
+def _timeline(database_url: str, column: str, value: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     with session_scope(database_url) as session:
 
         def carrying(model: Any) -> Iterable[Any]:
-            return session.scalars(select(model).where(model.correlation_id == correlation_id))
+            if not hasattr(model, column):
+                return ()
+            return session.scalars(select(model).where(getattr(model, column) == value))
 
         entries += [_run_entry(row) for row in carrying(JobRun)]
         entries += [_effect_entry(row) for row in carrying(Effect)]

@@ -293,7 +293,9 @@ def test_dry_runs_list_filters_and_masks_arguments(env: dict[str, str], db_url: 
 def test_jobs_show_lists_one_correlation_id_in_time_order(env: dict[str, str], db_url: str) -> None:
     seed_alerts(db_url)
     seed_records(db_url)
-    entries = as_json(env, "jobs", "show", CORR)
+    shown = as_json(env, "jobs", "show", CORR)
+    assert shown["matched"] == {"kind": "correlation_id", "value": CORR}
+    entries = shown["entries"]
     assert [e["kind"] for e in entries] == [
         "run",
         "dry_run",
@@ -314,7 +316,19 @@ def test_jobs_show_lists_one_correlation_id_in_time_order(env: dict[str, str], d
     assert "send_email" not in table
 
     line = one_line_error(cli(env, "jobs", "show", "corr-nobody"), 1)
-    assert "corr-nobody" in line
+    assert "task id, correlation id or idempotency key 'corr-nobody'" in line
+
+    # the task id of one of its jobs, or the key of its effect: the same story, said so
+    by_task = as_json(env, "jobs", "show", "t-2")
+    assert by_task["matched"] == {"kind": "task_id", "value": "t-2"}
+    assert by_task["correlation_id"] == CORR and by_task["entries"] == [
+        {**entry, **({"matched_job": True} if entry.get("task_id") == "t-2" else {})}
+        for entry in entries
+    ]
+    by_key = as_json(env, "jobs", "show", "order-42")
+    assert by_key["matched"] == {"kind": "idempotency_key", "value": "order-42"}
+    assert by_key["task_id"] == "t-2" and len(by_key["entries"]) == len(entries)
+    assert "matched task id t-2 (correlation id corr-order-42)" in ok(env, "jobs", "show", "t-2")
 
 
 @pytest.mark.slow
