@@ -19,6 +19,12 @@ Every enqueue of a guarded task goes through :func:`enqueue_one` (``delay``,
 3. ``after_publish`` (what the transport answered: the publish-once fold) or, when the
    publish failed, ``at_enqueue_failed`` (a re-submission must publish again).
 
+A job answered by an earlier one (``existing``, a batch's repeats, the publish-once fold's
+answer) is a duplicate: :func:`record_duplicates` keeps it (task, idempotency key, the job it
+was folded into, the caller's correlation id, the time) on the run-record outbox's sibling
+list and counts ``enqueue_deduplicated_total{task}``, in one pipeline: one round trip on the
+duplicate path, nothing on the others.
+
 The mode header is stamped where the message is built, by one function
 (:func:`~sandbox_platform.core.context.stamp_mode`): Celery's ``send_task``
 (``PlatformCelery``) or the direct publisher. docs/architecture.md has the table of entry
@@ -32,6 +38,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
+import structlog
 from celery import Celery, Task
 from celery.result import AsyncResult
 from kombu.utils.uuid import uuid
@@ -39,8 +46,16 @@ from kombu.utils.uuid import uuid
 from sandbox_platform.app.runtime import runtime_for
 from sandbox_platform.broker.publisher import BulkPublisher
 from sandbox_platform.broker.transport import ADMIT_OPTION
+from sandbox_platform.core.context import (
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+    current_correlation_id,
+)
 from sandbox_platform.core.jobscope import scope_lineage
+from sandbox_platform.core.redis_client import REDIS_ERRORS
+from sandbox_platform.db.outbox import duplicate_row, duplicates_key, encode_row
 from sandbox_platform.guards.base import EnqueueCall
+from sandbox_platform.ops.metrics import DEDUPLICATED, count_in
 
 __all__ = [
     "BATCH_SIZE",
@@ -49,7 +64,10 @@ __all__ = [
     "enqueue_batch",
     "enqueue_one",
     "publishes_once",
+    "record_duplicates",
 ]
+
+log = structlog.get_logger(__name__)
 
 #: messages buffered before the bulk enqueue's pipeline is sent (then it goes on)
 BATCH_SIZE = 1000
@@ -81,6 +99,7 @@ def enqueue_one(task: Task[Any, Any], call: EnqueueCall) -> AsyncResult[Any]:
     declared = _declared_once(task, call.options) if existing is None else _nothing
     strategy = choose_strategy(call, existing)
     if strategy is Strategy.EXISTING:
+        record_duplicates(task.app, [call])
         return task.AsyncResult(str(existing))
     try:
         result = None
@@ -97,7 +116,10 @@ def enqueue_one(task: Task[Any, Any], call: EnqueueCall) -> AsyncResult[Any]:
         pipeline.enqueue_failed([call])
         raise
     existing = pipeline.published(call)
-    return result if existing is None else task.AsyncResult(existing)
+    if existing is None:
+        return result
+    record_duplicates(task.app, [call])
+    return task.AsyncResult(existing)
 
 
 def enqueue_batch(task: Task[Any, Any], prepared: Sequence[EnqueueCall]) -> list[AsyncResult[Any]]:
@@ -110,12 +132,44 @@ def enqueue_batch(task: Task[Any, Any], prepared: Sequence[EnqueueCall]) -> list
     _check_arguments(task, prepared)
     existing = pipeline.enqueue_many(prepared)
     try:
-        return _publish_batch(task, prepared, existing)
+        results = _publish_batch(task, prepared, existing)
     except BaseException:
         # nothing, or only part, was sent: forget the batch's dedupe keys, so a
         # re-submission publishes again (the worker-side claim still runs each key once)
         pipeline.enqueue_failed(prepared)
         raise
+    record_duplicates(task.app, [c for c, found in zip(prepared, existing, strict=True) if found])
+    return results
+
+
+def record_duplicates(app: Celery, calls: Sequence[EnqueueCall]) -> None:
+    """Keep each of ``calls`` (answered by an earlier job: ``existing_id``) as a duplicate of
+    that job, under its correlation id, and count it: one pipeline (the outbox's sibling list,
+    drained into ``sp_enqueue_duplicates`` by the workers; the counter's totals). Redis
+    refusing it costs the record, never the enqueue (its answer stands)."""
+    if not calls:
+        return
+    runtime = runtime_for(app)
+    prefix = runtime.settings.key_prefix
+    key = duplicates_key(prefix, runtime.settings.mode.value)
+    bound = current_correlation_id()
+    pipe = runtime.redis.pipeline(transaction=False)
+    counts: dict[str, int] = {}
+    for call in calls:
+        headers = call.options.get("headers") or {}
+        correlation_id = headers.get(CORRELATION_HEADER) or bound
+        idempotency_key = str(headers.get(IDEMPOTENCY_HEADER) or "")
+        row = duplicate_row(call.task_name, idempotency_key, str(call.existing_id), correlation_id)
+        pipe.rpush(key, encode_row(row))
+        counts[call.task_name] = counts.get(call.task_name, 0) + 1
+    for task_name, amount in counts.items():
+        count_in(pipe, prefix, DEDUPLICATED, {"task": task_name}, amount)
+    try:
+        pipe.execute()
+    except REDIS_ERRORS as exc:
+        log.warning(
+            "duplicate caught at enqueue not recorded", task=calls[0].task_name, error=str(exc)
+        )
 
 
 def _publish_batch(

@@ -24,7 +24,7 @@ from sandbox_platform.coordination.idempotency import IdempotencyStore
 from sandbox_platform.core.jobscope import current_job, in_child_of_job
 from sandbox_platform.core.redis_client import get_redis, redis_url
 from sandbox_platform.core.settings import Settings, load_settings
-from sandbox_platform.db.models import DryRunEvent, JobRun
+from sandbox_platform.db.models import DryRunEvent, EnqueueDuplicate, JobRun
 from sandbox_platform.db.outbox import RunOutbox
 from sandbox_platform.db.recorder import Recorder
 from sandbox_platform.guards.base import Guard, Services
@@ -80,7 +80,11 @@ class Runtime:
         events = Events()
         recorder = Recorder(settings.active_database_url)
         recorder.drain = RunOutbox(
-            client, prefix, settings.mode.value, lambda rows: recorder.insert_new(JobRun, rows)
+            client,
+            prefix,
+            settings.mode.value,
+            lambda rows: recorder.insert_new(JobRun, rows),
+            write_duplicates=lambda rows: recorder.insert_new(EnqueueDuplicate, rows),
         ).drain
         alerts = build_dispatcher(settings, client)
         retry_hooks = ExhaustedHooks()

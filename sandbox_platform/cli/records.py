@@ -247,6 +247,13 @@ def _summary(entry: dict[str, Any]) -> str:
         return f"{entry['task_name']} dead-lettered ({entry['reason']}){detail}"
     if kind == "effect":
         return f"effect {entry['idempotency_key']} (fencing token {entry['fencing_token']})"
+    if kind == "duplicate":
+        first = entry.get("duplicate_of_correlation_id")
+        return (
+            f"{entry['task_name']}: duplicate of job {entry['duplicate_of']}"
+            + (f" (correlation id {first})" if first else "")
+            + f", idempotency key {entry['idempotency_key']}"
+        )
     return compact({k: v for k, v in entry.items() if k not in ("kind", "at")})
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "DeadLetter",
     "DryRunEvent",
     "Effect",
+    "EnqueueDuplicate",
     "HeartbeatTick",
     "JobRun",
     "utcnow",
@@ -67,6 +68,23 @@ class JobRun(Base):
     #: one per record: ``<task id>:<attempt>`` for a run's final record (one per attempt),
     #: with a random suffix for a deferral; the run-record outbox drains idempotently on it
     run_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+
+
+class EnqueueDuplicate(Base):
+    """A repeat caught at enqueue: an earlier job of the same idempotency key answered it
+    (nothing was published). Kept under the repeat's own correlation id."""
+
+    __tablename__ = "sp_enqueue_duplicates"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_name: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    #: the task id of the earlier job the repeat was folded into
+    duplicate_of: Mapped[str] = mapped_column(String(64), index=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: one per repeat: the outbox drains idempotently on it
+    event_key: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class DryRunEvent(Base):

@@ -16,6 +16,12 @@ idempotently: a row is inserted unless its ``run_key`` is there already (``<task
 for a final record), then removed from the list if the drainer still holds the lock. A
 drainer that dies between the two leaves rows the next one inserts again as no-ops.
 
+Repeats caught at enqueue (a job answered by an earlier job of the same idempotency key) are
+kept the same way, in a sibling list ``{prefix}:runs:{<mode>}:duplicates`` the producer pushes
+one row onto (:func:`duplicate_row`); the same drainer, under the same lock, writes them into
+``sp_enqueue_duplicates``, idempotently on their ``event_key``. A database without that table
+(not migrated yet) leaves them waiting without holding up the run records.
+
 While the database is down the rows wait in Redis, at most :data:`OUTBOX_LIMIT` of them: past
 that the oldest are dropped (counted, logged as an error), so Redis memory stays bounded.
 """
@@ -27,7 +33,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -36,7 +42,16 @@ import structlog
 from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.db.lua import OUTBOX_SCRIPTS
 
-__all__ = ["OUTBOX_LIMIT", "RunOutbox", "decode_row", "encode_row", "outbox_key", "run_key"]
+__all__ = [
+    "OUTBOX_LIMIT",
+    "RunOutbox",
+    "decode_row",
+    "duplicate_row",
+    "duplicates_key",
+    "encode_row",
+    "outbox_key",
+    "run_key",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +61,7 @@ OUTBOX_LIMIT = 100_000
 DRAIN_BATCH = 500
 #: how long one drainer holds the lock (renewed by nothing: a drain round is short)
 LOCK_MS = 30_000
-_TIMES = ("started_at", "finished_at")
+_TIMES = ("started_at", "finished_at", "created_at")
 #: a drain that keeps failing (the database down) logs once per this many seconds
 ERROR_LOG_SECONDS = 60.0
 
@@ -54,6 +69,27 @@ ERROR_LOG_SECONDS = 60.0
 def outbox_key(prefix: str, mode: str) -> str:
     """The outbox list of ``mode``'s run records (sandbox and live never share a database)."""
     return f"{prefix}:runs:{{{mode}}}:outbox"
+
+
+def duplicates_key(prefix: str, mode: str) -> str:
+    """The sibling list of ``mode``'s repeats caught at enqueue (same hash slot as the
+    outbox: one drain lock for both)."""
+    return f"{prefix}:runs:{{{mode}}}:duplicates"
+
+
+def duplicate_row(
+    task_name: str, idempotency_key: str, duplicate_of: str, correlation_id: str | None
+) -> dict[str, Any]:
+    """The record of a repeat caught at enqueue (``sp_enqueue_duplicates``): it was folded
+    into the earlier job ``duplicate_of``."""
+    return {
+        "task_name": task_name,
+        "idempotency_key": idempotency_key,
+        "duplicate_of": duplicate_of,
+        "correlation_id": correlation_id,
+        "created_at": datetime.now(UTC),
+        "event_key": uuid.uuid4().hex,
+    }
 
 
 def encode_row(row: Mapping[str, Any]) -> str:
@@ -87,9 +123,13 @@ class RunOutbox:
         write: Callable[[list[dict[str, Any]]], None],
         *,
         limit: int = OUTBOX_LIMIT,
+        write_duplicates: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.client = client
         self.key = outbox_key(prefix, mode)
+        #: the sibling list of repeats caught at enqueue, written by ``write_duplicates``
+        self.duplicates_key = duplicates_key(prefix, mode)
+        self.write_duplicates = write_duplicates
         self.lock_key = f"{prefix}:runs:{{{mode}}}:drain"
         self.write = write
         self.limit = limit
@@ -110,38 +150,50 @@ class RunOutbox:
         except REDIS_ERRORS:
             return 0  # Redis unreachable: the rows are there when it is back
         try:
-            self._bound()
-            return self._drain_batches(token)
-        except Exception:
-            if time.monotonic() - self._logged_at > ERROR_LOG_SECONDS:
-                self._logged_at = time.monotonic()
-                log.exception("run-record outbox not drained; its rows wait in Redis", key=self.key)
-            return 0
+            lists = [(self.key, self.write)]
+            if self.write_duplicates is not None:
+                lists.append((self.duplicates_key, self.write_duplicates))
+            return sum(self._drain_list(token, key, write) for key, write in lists)
         finally:
             self._release(token)
 
-    def _drain_batches(self, token: str) -> int:
+    def _drain_list(
+        self, token: str, key: str, write: Callable[[list[dict[str, Any]]], None]
+    ) -> int:
+        """One list's rows into the database; an error is logged and leaves them there."""
+        try:
+            self._bound(key)
+            return self._drain_batches(token, key, write)
+        except Exception:
+            if time.monotonic() - self._logged_at > ERROR_LOG_SECONDS:
+                self._logged_at = time.monotonic()
+                log.exception("run-record outbox not drained; its rows wait in Redis", key=key)
+            return 0
+
+    def _drain_batches(
+        self, token: str, key: str, write: Callable[[list[dict[str, Any]]], None]
+    ) -> int:
         written = 0
         while True:
-            raw = self.client.lrange(self.key, 0, DRAIN_BATCH - 1)
+            raw = self.client.lrange(key, 0, DRAIN_BATCH - 1)
             if not raw:
                 return written
-            self.write(_decoded(raw))
+            write(_decoded(raw))
             trim = OUTBOX_SCRIPTS.get(self.client, "outbox_trim")
-            if not trim(keys=[self.key, self.lock_key], args=[token, len(raw)]):
+            if not trim(keys=[key, self.lock_key], args=[token, len(raw)]):
                 return written  # the lock expired: the next drainer goes on
             written += len(raw)
             if len(raw) < DRAIN_BATCH:
                 return written
 
-    def _bound(self) -> None:
-        excess = int(self.client.llen(self.key)) - self.limit
+    def _bound(self, key: str) -> None:
+        excess = int(self.client.llen(key)) - self.limit
         if excess > 0:
-            self.client.ltrim(self.key, excess, -1)
+            self.client.ltrim(key, excess, -1)
             self.dropped += excess
             log.error(
                 "run-record outbox over its limit (database down?): oldest records dropped",
-                key=self.key,
+                key=key,
                 dropped=excess,
                 limit=self.limit,
             )

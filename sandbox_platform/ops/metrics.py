@@ -10,7 +10,9 @@ Keys (``prefix`` = ``sp``)::
     sp:metrics:total           hash   field -> value since the first flush
     sp:metrics:m:<minute>      hash   field -> value during that minute (epoch minute; 2 h TTL)
 
-A field is ``name|label=value|...`` with the labels sorted. What a SIGKILLed process had not
+A field is ``name|label=value|...`` with the labels sorted. A producer process that counts
+something only it sees (a repeat caught at enqueue) adds it to a pipeline it sends anyway
+(:func:`count_in`), not to its in-memory counters. What a SIGKILLed process had not
 flushed yet (at most about one interval) is lost; a warm shutdown flushes.
 """
 
@@ -42,9 +44,11 @@ from sandbox_platform.guards.events import (
 )
 
 __all__ = [
+    "DEDUPLICATED",
     "JOBS",
     "RUN_BUCKETS",
     "Metrics",
+    "count_in",
     "field_name",
     "parse_field",
     "read_minutes",
@@ -57,7 +61,10 @@ JOBS = "jobs_total"
 RUN_SECONDS = "job_run_seconds"
 GOVERNOR_ADMITTED = "governor_admitted_total"
 GOVERNOR_DENIED = "governor_denied_total"
+#: worker runs skipped because their idempotency key was done: the stored result returned
 REPLAYS = "idempotent_replays_total"
+#: repeats caught at enqueue: an earlier job of the same idempotency key answered
+DEDUPLICATED = "enqueue_deduplicated_total"
 INTERCEPTS = "dry_run_intercepts_total"
 DEAD_LETTERS = "dead_letters_total"
 #: upper bounds (seconds) of the run-time histogram's buckets; +Inf is implied
@@ -136,6 +143,18 @@ def totals_key(prefix: str) -> str:
 
 def minute_key(prefix: str, minute: int) -> str:
     return f"{prefix}:metrics:m:{minute}"
+
+
+def count_in(
+    pipe: redis.client.Pipeline, prefix: str, name: str, labels: Mapping[str, object], amount: float
+) -> None:
+    """Add ``amount`` to a counter in the pipeline ``pipe`` (totals and the current minute, as
+    a flush writes them): the caller sends it with its own commands."""
+    key = _cached_field(name, labels)
+    minute = minute_key(prefix, int(time.time() // 60))
+    pipe.hincrbyfloat(totals_key(prefix), key, amount)
+    pipe.hincrbyfloat(minute, key, amount)
+    pipe.expire(minute, MINUTE_TTL_SECONDS)
 
 
 class Metrics:

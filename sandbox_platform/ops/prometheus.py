@@ -34,7 +34,16 @@ COUNTERS: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
         "jobs_total": ("Runs of guarded jobs by task and outcome state", ("task", "state")),
         "governor_admitted_total": ("Jobs the governor let through, by resource", ("resource",)),
         "governor_denied_total": ("Jobs the governor re-queued, by resource", ("resource",)),
-        "idempotent_replays_total": ("Jobs answered with a stored result, by task", ("task",)),
+        "idempotent_replays_total": (
+            "Worker runs skipped because their idempotency key was done (the stored result "
+            "returned), by task",
+            ("task",),
+        ),
+        "enqueue_deduplicated_total": (
+            "Repeats caught at enqueue (an earlier job of the same idempotency key answered), "
+            "by task",
+            ("task",),
+        ),
         "dry_run_intercepts_total": (
             "Irreversible calls intercepted in sandbox, by action",
             ("action",),

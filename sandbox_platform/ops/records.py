@@ -22,6 +22,7 @@ from sandbox_platform.db.models import (
     DeadLetter,
     DryRunEvent,
     Effect,
+    EnqueueDuplicate,
     HeartbeatTick,
     JobRun,
 )
@@ -216,9 +217,35 @@ def _effect_entry(row: Effect) -> dict[str, Any]:
     }
 
 
+def _duplicate_entries(session: Any, correlation_id: str) -> list[dict[str, Any]]:
+    """The repeats caught at enqueue under ``correlation_id``: each names the job it was
+    folded into and that job's correlation id (None until a run of it is recorded)."""
+    rows = session.scalars(
+        select(EnqueueDuplicate).where(EnqueueDuplicate.correlation_id == correlation_id)
+    ).all()
+    entries = []
+    for row in rows:
+        first = session.scalars(
+            select(JobRun.correlation_id).where(JobRun.task_id == row.duplicate_of).limit(1)
+        ).first()
+        entries.append(
+            {
+                "kind": "duplicate",
+                "at": _iso(row.created_at),
+                "task_id": None,
+                "task_name": row.task_name,
+                "idempotency_key": row.idempotency_key,
+                "duplicate_of": row.duplicate_of,
+                "duplicate_of_correlation_id": first,
+            }
+        )
+    return entries
+
+
 def correlation_timeline(database_url: str, correlation_id: str) -> list[dict[str, Any]]:
     """Every run, retry, dry-run event, alert, dead letter and effect row that carries
-    ``correlation_id``, in time order (each entry has ``kind`` and ``at``)."""
+    ``correlation_id``, and every repeat caught at enqueue under it (``duplicate``: the
+    job it was folded into), in time order (each entry has ``kind`` and ``at``)."""
     return _timeline(database_url, "correlation_id", correlation_id)
 
 
@@ -239,6 +266,8 @@ def _timeline(database_url: str, column: str, value: str) -> list[dict[str, Any]
 
         entries += [_run_entry(row) for row in carrying(JobRun)]
         entries += [_effect_entry(row) for row in carrying(Effect)]
+        if column == "correlation_id":  # repeats caught at enqueue carry no task id
+            entries += _duplicate_entries(session, value)
         for kind, model, shape in _TIMELINE:
             for row in carrying(model):
                 entry = shape(row)
