@@ -144,11 +144,8 @@ class Settings(BaseSettings):
     governor_wait_alert_seconds: float = Field(
         default=60.0,
         gt=0,
-        le=30 * 86400,
-        allow_inf_nan=False,
-        description="seconds the governor may keep a job waiting (since its first deferral, "
-        "plus the wait it is re-queued for) before a governor_wait_exceeded warning; shorter "
-        "waits are info governor_denied alerts",
+        le=30 * 86400,  # (the bounds refuse inf and nan)
+        description="seconds a job may wait on the governor before a warning alert",
     )
     readiness_timeout: float = Field(
         default=5.0, ge=0.1, le=600, allow_inf_nan=False, description="seconds per check"

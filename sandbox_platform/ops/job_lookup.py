@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 import redis
@@ -37,11 +38,9 @@ from sandbox_platform.ops.records import correlation_timeline, task_timeline
 __all__ = ["JobStory", "Match", "MatchKind", "find_job", "nothing_matched"]
 
 MatchKind = Literal["task_id", "correlation_id", "idempotency_key"]
-_LABEL = {
-    "task_id": "task id",
-    "correlation_id": "correlation id",
-    "idempotency_key": "idempotency key",
-}
+_LABEL = MappingProxyType(
+    {"task_id": "task id", "correlation_id": "correlation id", "idempotency_key": "idempotency key"}
+)
 #: what asking Redis for a key's record may raise (SettingsError: no embedded Redis to start)
 _REDIS_LOOKUP_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, PlatformError, OSError)
 
