@@ -291,6 +291,7 @@ def jobs_show(
                 "task_id": story.match.task_id,
                 "correlation_id": story.correlation_id,
                 "entries": entries,
+                "tree": story.tree,
             }
         )
         return
@@ -311,3 +312,19 @@ def jobs_show(
             Text(_summary(entry)),
         )
     console.print(table)
+    _print_tree(story.tree)
+
+
+def _print_tree(tree: list[dict[str, Any]]) -> None:
+    """The jobs' tree, one line a job, indented under its parent (the matched one bold)."""
+    if not any(node["parent_id"] or node["children"] for node in tree):
+        return  # a lone job: the table says it all
+    console.print(Text("job tree (root first; a child under its parent)", style="bold"))
+    for node in tree:
+        what = node["task_name"] or "(no run recorded yet)"
+        state = f" {node['state']}" if node["state"] else ""
+        line = Text("  " * node["depth"] + ("└─ " if node["depth"] else ""))
+        line.append(f"{what} {node['task_id']}{state}", style="bold" if node["matched_job"] else "")
+        if node["parent_id"]:
+            line.append(f"  parent {node['parent_id']}", style="dim")
+        console.print(line)

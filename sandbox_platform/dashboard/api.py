@@ -108,6 +108,7 @@ def correlation_view(state: DashboardState, job: str) -> dict[str, Any]:
         "task_id": match.task_id if match is not None else None,
         "correlation_id": story.correlation_id,
         "entries": story.entries,
+        "tree": story.tree,
     }
 
 

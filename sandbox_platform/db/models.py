@@ -57,6 +57,11 @@ class JobRun(Base):
     task_id: Mapped[str] = mapped_column(String(64), index=True)
     task_name: Mapped[str] = mapped_column(String(255), index=True)
     correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the job that enqueued this one (Celery's ``parent_id``), None for a job enqueued
+    #: from outside a job
+    parent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the first job of its tree (Celery's ``root_id``; None or the job's own id for a root)
+    root_id: Mapped[str | None] = mapped_column(String(64), index=True)
     mode: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(Integer, default=1)

@@ -101,10 +101,13 @@ class RunRecords:
         if succeeded and len(job.result_json(outcome.value)) <= RESULT_RECORD_LIMIT:
             result = outcome.value
         error = outcome.error if outcome.kind != "done" or outcome.state == "failed" else None
+        parent_id, root_id = _lineage(job)
         return {
             "task_id": job.task_id,
             "task_name": job.name,
             "correlation_id": correlation_id,
+            "parent_id": parent_id,
+            "root_id": root_id,
             "mode": self._mode,
             "state": outcome.state,
             "attempt": job.attempt,
@@ -129,6 +132,16 @@ class RunRecords:
         except REDIS_ERRORS as exc:
             log.warning("run record not kept in the outbox; buffered", error=str(exc))
             recorder.add(JobRun, **row)
+
+
+def _lineage(job: Job) -> tuple[str | None, str | None]:
+    """The job's parent and root (Celery's ``parent_id``/``root_id``), as ids or None; a root
+    job's own id as its root is kept as None (one way to say "a root")."""
+    parent_id = getattr(job.request, "parent_id", None)
+    root_id = getattr(job.request, "root_id", None)
+    parent = parent_id if isinstance(parent_id, str) and parent_id else None
+    root = root_id if isinstance(root_id, str) and root_id and root_id != job.task_id else None
+    return parent, root or parent
 
 
 def _as_record(result: Any) -> dict[str, Any] | None:

@@ -13,6 +13,9 @@ Tried in this order, the first that matches wins:
    (``record_effect``), a dead letter's headers, or the key's Redis record (``tid``: the job
    first published under it, kept while the key lives: its TTL plus an hour, and only with
    ``dedupe`` on). The story is then that job's, as for a task id.
+
+Beside its entries, a story carries the tree of the jobs it shows (:mod:`.job_tree`): the
+root, each job's parent and children, the matched job marked.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sandbox_platform.core.redis_client import REDIS_ERRORS
 from sandbox_platform.core.redis_client import text as redis_text
 from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DeadLetter, DryRunEvent, Effect, JobRun
+from sandbox_platform.ops.job_tree import job_tree
 from sandbox_platform.ops.records import correlation_timeline, task_timeline
 
 __all__ = ["JobStory", "Match", "MatchKind", "find_job", "nothing_matched"]
@@ -75,6 +79,8 @@ class JobStory:
 
     match: Match | None
     entries: list[dict[str, Any]] = field(default_factory=list)
+    #: the trees of the jobs shown (ops/job_tree.py: root, parents, children), depth first
+    tree: list[dict[str, Any]] = field(default_factory=list)
     #: what could not be checked (Redis unreachable), for the "nothing matched" message
     unchecked: str | None = None
 
@@ -104,7 +110,8 @@ def find_job(
             return _story(database_url, match)
     entries = correlation_timeline(database_url, value)
     if entries:
-        return JobStory(Match("correlation_id", value, correlation_id=value), entries)
+        match = Match("correlation_id", value, correlation_id=value)
+        return JobStory(match, entries, _tree(database_url, entries, None))
     key_match, unchecked = _key_match(database_url, value, redis_client, prefix)
     if key_match is None:
         return JobStory(None, unchecked=unchecked)
@@ -121,7 +128,18 @@ def _story(database_url: str, match: Match) -> JobStory:
     for entry in entries:
         if match.task_id is not None and entry.get("task_id") == match.task_id:
             entry["matched_job"] = True
-    return JobStory(match, entries)
+    return JobStory(match, entries, _tree(database_url, entries, match.task_id))
+
+
+def _tree(
+    database_url: str, entries: list[dict[str, Any]], task_id: str | None
+) -> list[dict[str, Any]]:
+    """The trees of the jobs in ``entries`` (and of ``task_id``), its node marked."""
+    named = {entry["task_id"] for entry in entries if entry.get("task_id")}
+    tree = job_tree(database_url, named | ({task_id} if task_id else set()))
+    for node in tree:
+        node["matched_job"] = node["task_id"] == task_id
+    return tree
 
 
 def _task_correlation(session: Session, task_id: str) -> tuple[bool, str | None]:

@@ -136,7 +136,8 @@ def test_a_repeat_caught_at_enqueue_is_a_duplicate_of_the_first_job(
     status, page = served.http.get(f"/jobs/{again_cid}")
     assert status == 200
     text = page.decode()
-    assert f"duplicate of job <code>{first.id}</code>" in text, text
+    link = f'duplicate of job <a href="/jobs/{first.id}"><code>{first.id}</code></a>'
+    assert link in text, text
     assert f'href="/jobs/{first_cid}"' in text
     wait_until(  # the producer pipelines the count with the record: no flush to wait for
         lambda: _samples(served, "sandbox_platform_enqueue_deduplicated_total").get(TASK) == 2,
