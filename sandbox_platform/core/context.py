@@ -67,6 +67,8 @@ def request_header(request: Any, name: str) -> Any:
 
 
 def new_correlation_id() -> str:
+    """A fresh correlation id (32 hex digits): what :func:`bind_correlation_id` binds when it
+    is given none."""
     return uuid.uuid4().hex
 
 

@@ -18,8 +18,8 @@ from sandbox_platform.coordination.governor import Governor
 __all__ = ["CONF_KEY", "LimitSpec", "apply_default_limits", "declare_default_limits"]
 
 CONF_KEY = "sandbox_platform_default_limits"
-#: the limits of one resource: ``(tokens, per_seconds)`` windows that all hold at once
 LimitSpec = Iterable[tuple[int, float]]
+"""The limits of one resource: ``(tokens, per_seconds)`` windows that all hold at once."""
 
 
 def declare_default_limits(app: Celery, limits: Mapping[str, LimitSpec]) -> None:

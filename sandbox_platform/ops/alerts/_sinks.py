@@ -20,6 +20,9 @@ __all__ = ["DatabaseSink", "LogSink", "MemorySink", "Sink"]
 
 @runtime_checkable
 class Sink(Protocol):
+    """What :meth:`AlertDispatcher.subscribe` takes: ``send(alert)`` delivers one alert; a
+    ``close(timeout)`` method, where a sink has one, is called by :meth:`AlertDispatcher.close`."""
+
     def send(self, alert: Alert) -> None: ...
 
 

@@ -36,6 +36,8 @@ local n = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {0, n}
 """
+"""The throttle's Lua script (its KEYS, ARGV and return value in the comment above): the first
+alert of a kind and key opens the window, the next ones in it are counted, not sent."""
 
 COUNTER_TTL_SECONDS = 7 * 24 * 3600
 _LOCAL_PRUNE_AT = 10_000
