@@ -14,8 +14,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from celery import Celery
 
-from sandbox_platform.core.errors import IsolationError, SettingsError
+from sandbox_platform.core.errors import ExtraMissing, IsolationError, SettingsError
 from sandbox_platform.core.exits import EXIT_SETTINGS, settings_error_exit
+from sandbox_platform.core.extras import require, require_configured
 from sandbox_platform.core.redaction import redact_value
 from sandbox_platform.core.redis_client import redis_url
 from sandbox_platform.core.settings import Settings, app_name_problem, load_settings
@@ -27,15 +28,29 @@ __all__ = [
     "cli_settings",
     "load_app",
     "readiness_settings",
+    "require_extra",
 ]
 
 
 def cli_settings() -> Settings:
-    """The settings, or one line naming the bad variable and exit code 2."""
+    """The settings, or one line naming the bad variable and exit code 2 (a feature they turn
+    on whose extra is not installed, too: a ``postgresql://`` URL, OTEL, the embedded Redis)."""
     try:
-        return load_settings()
+        settings = load_settings()
+        require_configured(settings)
     except SettingsError as error:
         settings_error_exit(error)
+    return settings
+
+
+def require_extra(name: str, feature: str) -> None:
+    """A command of an extra: one line naming it and exit code 2 when it is not installed
+    (``sandbox-platform: the dashboard needs the [dashboard] extra: pip install ...``)."""
+    try:
+        require(name, feature)
+    except ExtraMissing as error:
+        print(f"sandbox-platform: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_SETTINGS) from None
 
 
 #: ``--app`` on every command that loads tasks; unset: ``SANDBOX_PLATFORM_APP`` (``workers``)

@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import AppOption, app_module, cli_settings, load_app
+from sandbox_platform.cli.common import (
+    AppOption,
+    app_module,
+    cli_settings,
+    load_app,
+    require_extra,
+)
 
 __all__ = ["dashboard"]
 
@@ -18,6 +24,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard. Credentials (SANDBOX_PLATFORM_DASHBOARD_USER/_PASSWORD or _TOKEN)
     are required unless it listens on loopback in sandbox mode."""
+    require_extra("dashboard", "the dashboard")  # Starlette, Jinja2, uvicorn: imported below
     import uvicorn
 
     from sandbox_platform.core.logging import configure_logging

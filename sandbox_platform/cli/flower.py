@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
+from sandbox_platform.cli.common import (
+    AppOption,
+    app_module,
+    celery_env,
+    cli_settings,
+    load_app,
+    require_extra,
+)
 from sandbox_platform.core.errors import SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.net import is_loopback
@@ -92,6 +99,7 @@ def flower(
 
     Extra arguments go to Flower.
     """
+    require_extra("flower", "Flower")  # else celery's own "no such command" from the child
     settings = cli_settings()
     module = app_module(app_option, settings)
     load_app(module, settings)  # one line and exit 2 here, not Flower's traceback

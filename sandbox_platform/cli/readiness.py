@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sandbox_platform.cli.common import AppOption, app_module, load_app, readiness_settings
+from sandbox_platform.core.extras import configured_missing
 
 if TYPE_CHECKING:
     from sandbox_platform.ops.readiness import Report
@@ -50,15 +51,22 @@ def readiness(
     level = "WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level
     configure_logging(settings.log_format, level)
     notes: list[str] = []
-    celery_app = load_app(app_module(app_option, settings), settings, notes)
+    module = app_module(app_option, settings)
+    missing = configured_missing(settings)
+    if missing:  # the app would not load: the report says why (EXTRA_MISSING), no alerts
+        notes.append(f"{module} not loaded: {missing[0]}")
+        checker = ReadinessChecker(settings, None, timeout=timeout, skip=skipped)
+    else:
+        celery_app = load_app(module, settings, notes)
 
-    def alert(report: Report) -> None:  # on a verdict change only (a probe runs this often)
-        runtime = runtime_for(celery_app)
-        VerdictAlerts(runtime.alerts, runtime.redis, settings.key_prefix)(report)
+        def alert(report: Report) -> None:  # on a verdict change only (a probe runs this often)
+            runtime = runtime_for(celery_app)
+            VerdictAlerts(runtime.alerts, runtime.redis, settings.key_prefix)(report)
 
-    report = ReadinessChecker(
-        settings, celery_app, timeout=timeout, skip=skipped, on_report=alert
-    ).run()
+        checker = ReadinessChecker(
+            settings, celery_app, timeout=timeout, skip=skipped, on_report=alert
+        )
+    report = checker.run()
     if as_json:
         print(json.dumps({**report.to_dict(), "notes": notes}, indent=2))
     else:

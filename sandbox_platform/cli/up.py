@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from sandbox_platform.cli.common import AppOption, app_module, celery_env, cli_settings, load_app
+from sandbox_platform.cli.common import (
+    AppOption,
+    app_module,
+    celery_env,
+    cli_settings,
+    load_app,
+    require_extra,
+)
 
 __all__ = ["up"]
 
@@ -28,6 +35,7 @@ def up(
     from sandbox_platform.db import migrate
     from sandbox_platform.procs.supervisor import Supervisor
 
+    require_extra("dashboard", "sandbox-platform up (it serves the dashboard)")
     settings = cli_settings()
     module = app_module(app_option, settings)
     started_redis = settings.embedded_redis and not embedded_redis_running(settings.data_dir)

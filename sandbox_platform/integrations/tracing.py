@@ -25,7 +25,8 @@ from celery import signals
 
 from sandbox_platform.core.context import CORRELATION_HEADER, current_correlation_id
 from sandbox_platform.core.errors import SettingsError
-from sandbox_platform.core.settings import Settings
+from sandbox_platform.core.extras import require
+from sandbox_platform.core.settings import ENV_PREFIX, Settings
 
 __all__ = ["CORRELATION_ATTRIBUTE", "install_tracing", "tag_current_span", "tracing_installed"]
 
@@ -44,7 +45,8 @@ def tracing_installed() -> bool:
 def install_tracing(settings: Settings) -> bool:
     """Instrument this process when ``settings.otel`` is on (once); True when tracing is on.
 
-    Raises :class:`SettingsError` (one line) when the otel extra is not installed or
+    Raises :class:`SettingsError` (one line) when the [otel] extra is not installed
+    (:class:`~sandbox_platform.core.errors.ExtraMissing`) or
     ``OTEL_TRACES_EXPORTER`` names an exporter the platform does not ship."""
     global _installed
     if not settings.otel:
@@ -58,15 +60,11 @@ def install_tracing(settings: Settings) -> bool:
 
 
 def _instrument() -> None:
-    try:
-        from opentelemetry import trace
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError as exc:
-        raise SettingsError(
-            "SANDBOX_PLATFORM_OTEL",
-            f"on, but {exc.name} is not installed: pip install 'sandbox-platform[otel]'",
-        ) from None
+    require("otel", "OpenTelemetry tracing", f"{ENV_PREFIX}OTEL")
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):  # nobody set the SDK up: the platform does
         provider = _sdk_provider()

@@ -8,7 +8,8 @@
     if not report.go:
         print(report.reasons)        # e.g. ['REDIS_UNREACHABLE', 'NO_WORKER']
 
-The checks (:mod:`sandbox_platform.ops.readiness_checks`), in order: ``database``,
+The checks (:mod:`sandbox_platform.ops.readiness_checks`), in order: ``extras`` (what the
+settings turn on has its extra installed), ``database``,
 ``migrations``, ``redis``, ``broker``, ``worker``, ``beat``, ``config``, ``isolation``,
 ``dry_run``, ``governor``, ``secret_keys``. Each runs on its own: an unexpected exception
 fails that check with its code and the (redacted) exception text, never a traceback, and the
@@ -30,6 +31,7 @@ import structlog
 from celery import Celery
 
 from sandbox_platform.broker.celery_config import bare_app
+from sandbox_platform.core.errors import ExtraMissing
 from sandbox_platform.core.redaction import redact_value
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.guards.dry_run import DryRunLock
@@ -43,6 +45,7 @@ from sandbox_platform.ops.readiness_checks import (
     CONFIG_LATE_ACKS_OFF,
     DATABASE_UNREACHABLE,
     DRY_RUN_DISARMED,
+    EXTRA_MISSING,
     GOVERNOR_LIMIT_MISSING,
     MIGRATIONS_BEHIND,
     NO_WORKER,
@@ -66,6 +69,7 @@ __all__ = [
     "CONFIG_LATE_ACKS_OFF",
     "DATABASE_UNREACHABLE",
     "DRY_RUN_DISARMED",
+    "EXTRA_MISSING",
     "GOVERNOR_LIMIT_MISSING",
     "MIGRATIONS_BEHIND",
     "NO_WORKER",
@@ -240,6 +244,8 @@ class ReadinessChecker:
             ok, result_code, message = True, OK, function(context)
         except CheckFailed as failed:
             ok, result_code, message = False, failed.code, failed.message
+        except ExtraMissing as missing:  # a Redis or database the core install cannot reach
+            ok, result_code, message = False, EXTRA_MISSING, str(missing)
         except Exception as exc:
             ok, result_code = False, code
             message = f"check failed: {type(exc).__name__}: {exc}"

@@ -3,8 +3,7 @@
 A check takes a :class:`CheckContext` and returns the message of a pass, or raises
 :class:`CheckFailed` with a reason code and a message. The runner in
 :mod:`sandbox_platform.ops.readiness` times each check, turns any other exception into a failure
-with the check's own code, and redacts every message.
-
+with the check's own code (``EXTRA_MISSING`` for a missing extra), and redacts every message.
 Checks that need a service they cannot reach fail with that service's code
 (``REDIS_UNREACHABLE``, ``DATABASE_UNREACHABLE``, ``BROKER_UNREACHABLE``), so a report with
 Redis down reads "Redis is down", not "the governor has no limits".
@@ -31,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.core.errors import GovernorUnavailable
+from sandbox_platform.core.extras import configured_missing, require_database_driver
 from sandbox_platform.core.redis_client import cluster_client, is_cluster_url, redis_url
 from sandbox_platform.core.settings import Mode, Settings
 from sandbox_platform.db.migrate import VERSION_TABLE, head_revision
@@ -50,6 +50,7 @@ __all__ = [
     "CONFIG_LATE_ACKS_OFF",
     "DATABASE_UNREACHABLE",
     "DRY_RUN_DISARMED",
+    "EXTRA_MISSING",
     "GOVERNOR_LIMIT_MISSING",
     "MIGRATIONS_BEHIND",
     "NO_WORKER",
@@ -74,6 +75,7 @@ def canary_key(prefix: str, token: str) -> str:
 
 
 OK = "OK"
+EXTRA_MISSING = "EXTRA_MISSING"
 DATABASE_UNREACHABLE = "DATABASE_UNREACHABLE"
 MIGRATIONS_BEHIND = "MIGRATIONS_BEHIND"
 REDIS_UNREACHABLE = "REDIS_UNREACHABLE"
@@ -91,6 +93,7 @@ SECRET_KEYS_MISSING = "SECRET_KEYS_MISSING"  # noqa: S105
 
 #: Every failure code, in check order.
 REASON_CODES = (
+    EXTRA_MISSING,
     DATABASE_UNREACHABLE,
     MIGRATIONS_BEHIND,
     REDIS_UNREACHABLE,
@@ -170,14 +173,13 @@ class CheckContext:
     def engine(self) -> sa.Engine:
         """An engine of its own for the mode's database: connect timeout, no pool."""
         if self._engine is None:
+            require_database_driver(self.settings.active_database_url)  # EXTRA_MISSING
             url = make_url(self.settings.active_database_url)
-            connect_args: dict[str, Any]
+            connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(self.timeout))}
             if url.get_backend_name() == "sqlite":
                 connect_args = {"timeout": self.timeout}
-            else:
-                if url.drivername == "postgresql":
-                    url = url.set(drivername="postgresql+psycopg")
-                connect_args = {"connect_timeout": max(1, math.ceil(self.timeout))}
+            elif url.drivername == "postgresql":
+                url = url.set(drivername="postgresql+psycopg")
             self._engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
         return self._engine
 
@@ -216,6 +218,12 @@ def _needs_database() -> Iterator[None]:
 
 
 # -- the checks --------------------------------------------------------------------------------
+
+
+def check_extras(ctx: CheckContext) -> str:
+    if missing := configured_missing(ctx.settings):
+        raise CheckFailed(EXTRA_MISSING, "; ".join(map(str, missing)))
+    return "what the settings turn on is installed"
 
 
 def check_database(ctx: CheckContext) -> str:
@@ -423,6 +431,7 @@ def check_secret_keys(ctx: CheckContext) -> str:
 #: name -> (the check's own failure code, the function), in run order.
 CHECKS: Mapping[str, tuple[str, CheckFunction]] = MappingProxyType(
     {
+        "extras": (EXTRA_MISSING, check_extras),
         "database": (DATABASE_UNREACHABLE, check_database),
         "migrations": (MIGRATIONS_BEHIND, check_migrations),
         "redis": (REDIS_UNREACHABLE, check_redis),

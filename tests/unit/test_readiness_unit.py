@@ -109,9 +109,10 @@ def test_go_report() -> None:
 
 
 def test_reason_codes_are_stable_strings() -> None:
-    assert len(set(REASON_CODES)) == 14
+    assert len(set(REASON_CODES)) == 15
     assert all(code == code.upper() and code != OK for code in REASON_CODES)
     assert CHECK_NAMES == (
+        "extras",
         "database",
         "migrations",
         "redis",

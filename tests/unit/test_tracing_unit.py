@@ -30,5 +30,7 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError) as caught:
         tracing._instrument()
     message = str(caught.value)
-    assert message.startswith("SANDBOX_PLATFORM_OTEL: on, but opentelemetry")
-    assert "pip install 'sandbox-platform[otel]'" in message and "\n" not in message
+    assert message == (
+        "SANDBOX_PLATFORM_OTEL: OpenTelemetry tracing needs the [otel] extra: "
+        "pip install 'sandbox-platform[otel]'"
+    )
