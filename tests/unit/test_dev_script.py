@@ -47,17 +47,18 @@ def _calls(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_help_names_both_commands() -> None:
+def test_help_names_every_command() -> None:
     proc = _dev("--help")
     assert proc.returncode == 0
-    assert "./dev [--dry-run] demo" in proc.stdout and "./dev [--dry-run] test" in proc.stdout
+    for command in ("demo", "test", "docs"):
+        assert f"./dev [--dry-run] {command}" in proc.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["frobnicate"], "dev: unknown command 'frobnicate': demo or test (./dev --help)"),
-        ([], "dev: which command? demo or test (./dev --help)"),
+        (["frobnicate"], "dev: unknown command 'frobnicate': demo, test or docs (./dev --help)"),
+        ([], "dev: which command? demo, test or docs (./dev --help)"),
     ],
 )
 def test_a_bad_command_is_one_line(args: list[str], line: str) -> None:
@@ -88,6 +89,22 @@ def test_dry_run_creates_a_missing_venv(tmp_path: Path) -> None:
         f"would run {venv}/bin/python -m sandbox_platform demo",
     ]
     assert not venv.exists()
+
+
+def test_docs_installs_the_docs_extra_and_serves_the_site(tmp_path: Path) -> None:
+    venv, log = _fake_venv(tmp_path)
+    dry = _dev("--dry-run", "docs", "--dev-addr", "127.0.0.1:8001", SP_VENV=venv)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        f"would reuse {venv}",
+        f"would install -e '.[docs]' into {venv}",
+        f"would run {venv}/bin/python -m mkdocs serve --dev-addr 127.0.0.1:8001",
+    ]
+    assert _calls(log) == []
+    served = _dev("docs", SP_VENV=venv)
+    assert served.returncode == 0, served.stderr
+    assert _calls(log) == ["-m pip install --quiet -e .[docs]", "-m mkdocs serve"]
+    assert (ROOT / "mkdocs.yml").is_file()  # what `mkdocs serve` reads, from the root
 
 
 def test_installs_once_then_reuses(tmp_path: Path) -> None:
