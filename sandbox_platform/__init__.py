@@ -48,6 +48,7 @@ from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.ops.limits import declare_default_limits
 
 __version__ = "0.1.0"
+"""The installed sandbox-platform's version (PEP 440), the one pip and the CHANGELOG name."""
 
 __all__ = [
     "CountdownTooLongError",
