@@ -1,19 +1,33 @@
 """deploy/Dockerfile and .dockerignore, read as text (no Docker engine is needed): the
-dependency layer is cached, the user's app goes in by build argument, the image runs as a
+dependency layer is cached and holds the extras every role of docker-compose.yml and
+deploy/kubernetes needs, the user's app goes in by build argument, the image runs as a
 non-root user with a health check, and the build context leaves out what it must."""
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import shlex
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from tests.deploy_files import DOCKERFILE, ROOT, dockerfile_instructions, instruction_argv
+from sandbox_platform.core.extras import EXTRAS
+from tests.deploy_files import (
+    COMPOSE,
+    DOCKERFILE,
+    MANIFESTS,
+    ROOT,
+    compose_commands,
+    dockerfile_instructions,
+    instruction_argv,
+    manifest_commands,
+)
 
 INSTRUCTIONS = dockerfile_instructions(DOCKERFILE.read_text())
 SOURCES = {"sandbox_platform", "workers", "beat", "README.md"}
@@ -50,27 +64,150 @@ def test_pyproject_is_copied_and_dependencies_installed_before_the_sources() -> 
     first_source = min(i for i, sources in _copies() if set(sources) & SOURCES)
     assert copy_pyproject < install_deps < first_source
     (only,) = [s for i, s in _copies() if i == copy_pyproject]
-    assert only == ["pyproject.toml"]  # that layer changes only with the dependencies
+    # that layer changes only with the dependencies (and the script that lists them)
+    assert only == ["pyproject.toml", "deploy/image_requirements.py"]
     assert all("." not in sources for _, sources in _copies()), "COPY . copies everything"
 
 
-def test_the_dependency_step_installs_exactly_pyprojects_dependencies(tmp_path: Path) -> None:
-    """Run the Dockerfile's own extraction script on the real pyproject.toml."""
+REQUIREMENTS_SCRIPT = ROOT / "deploy" / "image_requirements.py"
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _image_extras() -> list[str]:
+    return [e for e in _build_args()["EXTRAS"].split(",") if e]
+
+
+def test_the_dependency_step_installs_pyprojects_core_and_the_images_extras(
+    tmp_path: Path,
+) -> None:
+    """Run the Dockerfile's own step (its script, its build argument) on the real pyproject."""
     run = INSTRUCTIONS[_index(lambda k, a: k == "RUN" and "pip install" in a)][1]
     words = instruction_argv(run)
-    script = words[words.index("-c") + 1]
-    out = tmp_path / "requirements.txt"
-    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
-    assert "/tmp/requirements.txt" in script and "/tmp/requirements.txt" in run
-    subprocess.run(
-        [sys.executable, "-c", script.replace("/tmp/requirements.txt", str(out))],
-        cwd=tmp_path,
+    assert words[:4] == ["python", "image_requirements.py", "pyproject.toml", "${EXTRAS}"]
+    assert words[4:6] == [">", "/tmp/requirements.txt"]
+    assert "pip install -r /tmp/requirements.txt" in run
+    out = subprocess.run(
+        [sys.executable, REQUIREMENTS_SCRIPT, ROOT / "pyproject.toml", _build_args()["EXTRAS"]],
+        capture_output=True,
+        text=True,
         check=True,
         timeout=60,
+    ).stdout.splitlines()
+    project = _pyproject()
+    optional = project["optional-dependencies"]
+    expected = project["dependencies"] + [r for e in _image_extras() for r in optional[e]]
+    assert out == expected
+    assert _index(lambda k, a: k == "ARG" and a.startswith("EXTRAS=")) < _index(
+        lambda k, a: k == "RUN" and "pip install" in a
     )
-    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert out.read_text().splitlines() == expected
-    assert "pip install -r /tmp/requirements.txt" in run
+
+
+def test_the_requirements_script_expands_the_projects_own_extras() -> None:
+    spec = importlib.util.spec_from_file_location("image_requirements", REQUIREMENTS_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    requirements = script.requirements
+
+    everything = requirements(ROOT / "pyproject.toml", ["all"])
+    optional = _pyproject()["optional-dependencies"]
+    assert not [r for r in everything if r.startswith("sandbox-platform")]  # no index lookup
+    assert set(everything) == set(_pyproject()["dependencies"]).union(
+        *(optional[e] for e in EXTRAS)
+    )
+    with pytest.raises(SystemExit, match="unknown extra 'dashbord'"):
+        requirements(ROOT / "pyproject.toml", ["dashbord"])
+
+
+# -- the image's extras cover every role -------------------------------------------------------
+
+#: the commands that need an extra beyond the core install (the others run on it)
+COMMAND_EXTRAS = {"dashboard": "dashboard", "flower": "flower", "up": "dashboard"}
+
+
+def _settings_values(compose_text: str, manifest_texts: list[str]) -> dict[str, set[str]]:
+    """Every value each SANDBOX_PLATFORM_* variable gets in compose and the manifests."""
+    values: dict[str, set[str]] = {}
+
+    def add(mapping: dict[str, Any]) -> None:
+        for name, value in (mapping or {}).items():
+            if str(name).startswith("SANDBOX_PLATFORM_"):
+                values.setdefault(str(name), set()).add(str(value if value is not None else ""))
+
+    for service in (yaml.safe_load(compose_text).get("services") or {}).values():
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):
+            environment = dict(item.split("=", 1) for item in environment)
+        add(environment)
+    for text in manifest_texts:
+        for doc in yaml.safe_load_all(text):
+            if doc and doc.get("kind") in ("Secret", "ConfigMap"):
+                add(doc.get("stringData") or {})
+                add(doc.get("data") or {})
+            for container in _containers(doc or {}):
+                add({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    return values
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+    return list(pod.get("containers", [])) + list(pod.get("initContainers", []))
+
+
+def needed_extras(compose_text: str, manifest_texts: list[str]) -> dict[str, str]:
+    """extra -> why, for every command and setting of compose and the manifests."""
+    needed: dict[str, str] = {}
+    commands = compose_commands(compose_text)
+    commands += [c for text in manifest_texts for c in manifest_commands(text)]
+    for command in commands:
+        if len(command) > 1 and command[1] in COMMAND_EXTRAS:
+            needed.setdefault(COMMAND_EXTRAS[command[1]], f"sandbox-platform {command[1]}")
+    values = _settings_values(compose_text, manifest_texts)
+    for name, seen in values.items():
+        if name.endswith("DATABASE_URL") and any(
+            v.split("://", 1)[0] in ("postgresql", "postgresql+psycopg") for v in seen
+        ):
+            needed.setdefault("postgres", f"{name}=postgresql://...")
+    if values.get("SANDBOX_PLATFORM_OTEL", set()) & {"1", "true", "True", "yes", "on"}:
+        needed.setdefault("otel", "SANDBOX_PLATFORM_OTEL on")
+    if not values.get("SANDBOX_PLATFORM_REDIS_URL", set()) - {""}:
+        needed.setdefault("embedded", "no SANDBOX_PLATFORM_REDIS_URL")
+    return needed
+
+
+def test_the_images_extras_cover_every_command_and_url() -> None:
+    needed = needed_extras(COMPOSE.read_text(), [p.read_text() for p in MANIFESTS])
+    assert needed == {
+        "dashboard": "sandbox-platform dashboard",
+        "flower": "sandbox-platform flower",
+        "postgres": "SANDBOX_PLATFORM_DATABASE_URL=postgresql://...",
+    }
+    missing = sorted(set(needed) - set(_image_extras()))
+    assert not missing, f"deploy/Dockerfile's EXTRAS lacks {missing}: {needed}"
+    assert set(_image_extras()) <= set(EXTRAS)
+
+
+@pytest.mark.parametrize(
+    ("change", "extra"),
+    [
+        ({"command": ["sandbox-platform", "up"]}, "dashboard"),
+        ({"environment": {"SANDBOX_PLATFORM_OTEL": "1"}}, "otel"),
+        ({"environment": {"SANDBOX_PLATFORM_LIVE_DATABASE_URL": "postgresql://u@h/l"}}, "postgres"),
+    ],
+)
+def test_a_new_role_or_setting_is_noticed(change: dict[str, Any], extra: str) -> None:
+    """The check reads what it must: a service added to compose with a command or a setting
+    that needs an extra shows up in ``needed_extras``."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    compose["services"]["extra"] = {"image": "sandbox-platform:local", **change}
+    needed = needed_extras(yaml.safe_dump(compose), [p.read_text() for p in MANIFESTS])
+    assert extra in needed
+    # without its Redis URL anywhere, the embedded Redis would be needed
+    bare = {"services": {"w": {"command": ["sandbox-platform", "worker"]}}}
+    assert needed_extras(yaml.safe_dump(bare), []) == {"embedded": "no SANDBOX_PLATFORM_REDIS_URL"}
 
 
 def test_the_platform_is_installed_without_resolving_dependencies_again() -> None:
