@@ -40,6 +40,7 @@ from sandbox_platform.core.errors import (
 )
 from sandbox_platform.core.logging import configure_logging
 from sandbox_platform.core.settings import Mode, Settings, load_settings
+from sandbox_platform.core.version import installed_version as _installed_version
 from sandbox_platform.db.session import platform_session, register_app_metadata
 from sandbox_platform.guards.base import Guard, Job, Option, Outcome
 from sandbox_platform.guards.dry_run import irreversible
@@ -47,7 +48,7 @@ from sandbox_platform.guards.retry import Jitter, RetryPolicy
 from sandbox_platform.guards.shortcuts import EnqueueShortcuts
 from sandbox_platform.ops.limits import declare_default_limits
 
-__version__ = "0.1.0"
+__version__ = _installed_version()  # the package metadata's: pyproject.toml alone states it
 """The installed sandbox-platform's version (PEP 440), the one pip and the CHANGELOG name."""
 
 __all__ = [

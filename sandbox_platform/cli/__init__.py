@@ -8,6 +8,7 @@ group of commands; this one assembles them.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -26,6 +27,7 @@ from sandbox_platform.cli.up import up
 from sandbox_platform.core.errors import PlatformError, SettingsError
 from sandbox_platform.core.exits import settings_error_exit
 from sandbox_platform.core.logging import configure_logging
+from sandbox_platform.core.version import installed_version
 
 __all__ = ["app", "main"]
 
@@ -42,6 +44,29 @@ app.add_typer(governor_app, name="governor")
 app.add_typer(queues_app, name="queues")
 app.add_typer(embedded_app, name="embedded")
 app.add_typer(secrets_app, name="secrets")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(installed_version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the version (the installed package's) and exit",
+        ),
+    ] = False,
+) -> None:
+    """The options before the command."""
+
+
 app.command("settings")(show_settings)
 app.command("status")(status_command)
 app.command("health")(health_command)
