@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,8 +59,6 @@ def test_a_hidden_extra_is_not_installed(monkeypatch: pytest.MonkeyPatch, extra:
 
 
 def test_the_extras_match_pyproject() -> None:
-    import tomllib
-
     optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
@@ -248,3 +248,34 @@ def test_readiness_at_the_command_line_reports_it(sqlite_url: str) -> None:
         f"tests.worker_app not loaded: SANDBOX_PLATFORM_OTEL: OpenTelemetry tracing {_hint('otel')}"
     ]
     assert "Traceback" not in done.stderr
+
+
+# -- docs/upgrading.md: what 0.1.0 installed by default, and the extra that brings it now ----
+
+RELEASE_0_1 = "ea4984dd1f6829e42cea35fa5fe800d130911cfe"  # tests/reliability/test_upgrade_from_0_1
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_upgrading_names_the_extra_of_everything_0_1_installed() -> None:
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{RELEASE_0_1}:pyproject.toml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, f"needs 0.1.0 in the history: {shown.stderr}"
+    old = tomllib.loads(shown.stdout)["project"]
+    now = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    moved = _names(old["dependencies"]) - _names(now["dependencies"])
+    assert moved == {"psycopg", "flower", "prometheus-client"}
+    rows = {}
+    for line in (ROOT / "docs" / "upgrading.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows[re.findall(r"`([^`\[]+)", cells[0])[0]] = cells[1].strip("`[]")
+    for name in moved | _names(old["optional-dependencies"]["embedded"]):
+        extra = rows[name]
+        assert name in _names(now["optional-dependencies"][extra]), (name, extra)
