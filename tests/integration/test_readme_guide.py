@@ -6,7 +6,9 @@ trailing ``&`` starts a process that runs until the end of the test, every other
 succeed — readiness is asked again until GO), the other Python block runs as the user's
 application. Only the Redis and database come from the test (the guide's "nothing else
 configured" would start an embedded Redis); the database is a new PostgreSQL database, so
-the guide's ``db upgrade`` is what creates its tables.
+the guide's ``db upgrade`` is what creates its tables. The commands and the application
+run from this checkout's installation, or from the built wheel's virtual environment when
+``SP_WHEEL_PYTHON`` names its python (``.ci/wheel-job`` installs it with ``[postgres]``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +23,13 @@ import pytest
 
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.helpers import platform_env, stop_group, wait_until
+from tests.releases import current_python
 
 pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CLI = Path(sys.executable).parent / "sandbox-platform"
+PYTHON = current_python()
+CLI = Path(PYTHON).parent / "sandbox-platform"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -110,7 +113,7 @@ def test_readme_guide_runs_as_written(
                     message=f"{line!r} did not succeed",
                 )
         app = subprocess.run(
-            [sys.executable, "-c", enqueue], cwd=project, env=env, capture_output=True, text=True
+            [PYTHON, "-c", enqueue], cwd=project, env=env, capture_output=True, text=True
         )
         assert app.returncode == 0, app.stderr
         jobs, dry_runs = shell_lines(inspect)
