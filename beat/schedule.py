@@ -1,5 +1,8 @@
-"""The platform's beat schedule (a re-export: see :mod:`sandbox_platform.app.schedule`)."""
+"""The example app's beat schedule.
 
-from sandbox_platform.app.schedule import HOUSEKEEPING_SECONDS, beat_schedule
+A re-export: see :mod:`sandbox_platform.examples.shop.schedule`.
+"""
+
+from sandbox_platform.examples.shop.schedule import HOUSEKEEPING_SECONDS, beat_schedule
 
 __all__ = ["HOUSEKEEPING_SECONDS", "beat_schedule"]

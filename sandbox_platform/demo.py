@@ -12,12 +12,15 @@ import time
 import uuid
 from pathlib import Path
 
+from celery import Celery
+from celery.app.utils import find_app
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
 from sandbox_platform.core.context import bind_correlation_id
 from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
+from sandbox_platform.core.live_requirements import EXAMPLE_APP
 from sandbox_platform.core.redis_client import redis_url
 from sandbox_platform.core.settings import Settings
 from sandbox_platform.db import migrate
@@ -25,7 +28,10 @@ from sandbox_platform.db.engine import session_scope
 from sandbox_platform.db.models import DryRunEvent
 from sandbox_platform.procs.worker import WorkerSubprocess
 
-__all__ = ["run_demo"]
+__all__ = ["CHARGE_TASK", "run_demo"]
+
+#: the example shop's charge task (sandbox_platform.examples.shop.tasks), by name
+CHARGE_TASK = "workers.charge_card"
 
 
 def _demo_env(settings: Settings) -> dict[str, str]:
@@ -72,10 +78,13 @@ def _run(settings: Settings, console: Console, *, orders: int, timeout: float) -
     migrate.upgrade(settings.active_database_url)
     console.print(f"[bold]mode[/]: {settings.mode.value}   database: migrated")
 
-    from workers import app, tasks  # built from the environment set above
+    # the bundled example, found by name as ``celery -A`` finds it (it is a top-level module
+    # of the package, above this one), built from the environment set above
+    app: Celery = find_app(EXAMPLE_APP)
+    charge_card = app.tasks[CHARGE_TASK]
 
     log_path = Path(tempfile.gettempdir()) / f"sandbox-platform-demo-{os.getpid()}.log"
-    worker = WorkerSubprocess("workers", env=env, log_path=log_path)
+    worker = WorkerSubprocess(EXAMPLE_APP, env=env, log_path=log_path)
     worker.start()
     try:
         worker.wait_ready(app, timeout=timeout)
@@ -83,7 +92,7 @@ def _run(settings: Settings, console: Console, *, orders: int, timeout: float) -
         run = uuid.uuid4().hex[:6]
         with bind_correlation_id() as correlation_id:
             results = [
-                tasks.charge_card.delay(f"order-{run}-{n}", 1000 + n, email=f"buyer{n}@example.com")
+                charge_card.delay(f"order-{run}-{n}", 1000 + n, email=f"buyer{n}@example.com")
                 for n in range(1, orders + 1)
             ]
         table = Table(

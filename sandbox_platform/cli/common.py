@@ -17,9 +17,10 @@ from celery import Celery
 from sandbox_platform.core.errors import ExtraMissing, IsolationError, SettingsError
 from sandbox_platform.core.exits import EXIT_SETTINGS, settings_error_exit
 from sandbox_platform.core.extras import require, require_configured
+from sandbox_platform.core.live_requirements import EXAMPLE_APP, chosen_app
 from sandbox_platform.core.redaction import redact_value
 from sandbox_platform.core.redis_client import redis_url
-from sandbox_platform.core.settings import Settings, app_name_problem, load_settings
+from sandbox_platform.core.settings import Mode, Settings, app_name_problem, load_settings
 
 __all__ = [
     "AppOption",
@@ -53,23 +54,27 @@ def require_extra(name: str, feature: str) -> None:
         raise SystemExit(EXIT_SETTINGS) from None
 
 
-#: ``--app`` on every command that loads tasks; unset: ``SANDBOX_PLATFORM_APP`` (``workers``)
+#: ``--app`` on every command that loads tasks; unset: ``SANDBOX_PLATFORM_APP``, else (sandbox
+#: mode only) the bundled example
 AppOption = Annotated[
     str | None,
     typer.Option(
         "--app",
         help="the module with your Celery app and tasks (`pkg.module`, or `pkg.module:attr`); "
-        "default: SANDBOX_PLATFORM_APP, else the bundled example `workers`",
+        f"default: SANDBOX_PLATFORM_APP, else in sandbox mode the bundled example {EXAMPLE_APP}",
         show_default=False,
     ),
 ]
 
 
 def app_module(option: str | None, settings: Settings) -> str:
-    """The app module a command uses: ``--app``, else the setting; a malformed name is one
-    line and exit 2."""
+    """The app module a command uses: ``--app``, else the setting, else (sandbox mode) the
+    bundled example; a malformed name, or no app in live mode, is one line and exit 2."""
     if option is None:
-        return settings.app
+        try:
+            return chosen_app(live=settings.mode is Mode.LIVE, app=settings.app)
+        except SettingsError as error:
+            settings_error_exit(error)
     problem = app_name_problem(option)
     if problem:
         raise typer.BadParameter(problem, param_hint="--app")

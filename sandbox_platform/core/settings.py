@@ -30,6 +30,7 @@ from sandbox_platform.core.broker_kind import (
 from sandbox_platform.core.cluster_url import CLUSTER_SCHEMES, check_cluster_url, is_cluster_url
 from sandbox_platform.core.database_identity import database_identity
 from sandbox_platform.core.errors import IsolationError, SettingsError
+from sandbox_platform.core.live_requirements import EXAMPLE_APP, check_live_settings
 from sandbox_platform.core.redaction import MASK, redact_value
 from sandbox_platform.core.secret_keys import check_fingerprint_key, check_key_ring
 
@@ -73,15 +74,15 @@ class Settings(BaseSettings):
     )
 
     mode: Mode = Field(default=Mode.SANDBOX, description="sandbox (default) or live")
-    app: str = Field(
-        default="workers",
+    app: str | None = Field(
+        default=None,
         description="module with your Celery app and tasks (`pkg.module` or `pkg.module:attr`); "
-        "default: the bundled example `workers`",
+        f"unset: the bundled example `{EXAMPLE_APP}` in sandbox mode, an error in live mode",
     )
     redis_url: str | None = Field(
         default=None,
         description="Redis for coordination (redis+cluster://: a Redis Cluster); "
-        "unset: an embedded redis-server",
+        "unset: an embedded redis-server in sandbox mode, an error in live mode",
     )
     broker_url: str | None = Field(
         default=None, description="Celery broker: Redis or RabbitMQ (amqp://); unset: redis_url"
@@ -303,10 +304,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_isolation(self) -> Settings:
-        if self.mode is Mode.LIVE and not self.live_database_url:
-            raise SettingsError(
-                f"{ENV_PREFIX}LIVE_DATABASE_URL", "live mode needs a live database URL"
-            )
+        live, db_url = self.mode is Mode.LIVE, self.live_database_url
+        check_live_settings(live=live, live_database_url=db_url, redis_url=self.redis_url)
         if not self.isolated and _ENFORCE_ISOLATION.get():
             raise IsolationError(
                 f"{ENV_PREFIX}LIVE_DATABASE_URL",

@@ -15,9 +15,9 @@ seed attribute             what it is here
 ``idempotency_manager``    :class:`~sandbox_platform.coordination.idempotency.IdempotencyManager`
                            over the runtime's Redis idempotency store
 ``heartbeat``              the runtime's :class:`~sandbox_platform.ops.heartbeat.Heartbeat`
-``worker``                 :class:`WorkerProcess`: real ``celery -A workers worker`` processes
+``worker``                 :class:`WorkerProcess`: real ``celery -A <app> worker`` processes
 ``readiness_checker``      :class:`~sandbox_platform.ops.readiness.ReadinessChecker`
-(no seed name)             ``beat_process``: a real ``celery -A beat beat`` driving the heartbeat
+(no seed name)             ``beat_process``: a real ``celery -A <app> beat`` driving the heartbeat
 =========================  =====================================================================
 
 Nothing is implemented twice: this module only wires settings, migrations, the runtime, the
@@ -50,6 +50,7 @@ from sandbox_platform.coordination.governor import Governor
 from sandbox_platform.coordination.idempotency import IdempotencyManager
 from sandbox_platform.core.embedded import embedded_redis_running, stop_embedded_redis
 from sandbox_platform.core.errors import PlatformError
+from sandbox_platform.core.live_requirements import EXAMPLE_APP
 from sandbox_platform.core.redis_client import redis_url
 from sandbox_platform.core.settings import Mode, Settings, load_settings
 from sandbox_platform.db import migrate
@@ -97,9 +98,9 @@ class SandboxOrchestrator:
         *,
         settings: Settings | None = None,
         workers: int = 1,
-        app_module: str = "workers",
+        app_module: str = EXAMPLE_APP,
         beat: bool = True,
-        beat_module: str = "beat",
+        beat_module: str = EXAMPLE_APP,
     ) -> None:
         if not isinstance(use_memory_db, bool):
             raise ValueError(f"use_memory_db must be True or False, got {use_memory_db!r}")

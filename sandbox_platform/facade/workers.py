@@ -11,6 +11,7 @@ from celery import Celery
 
 from sandbox_platform.app.factory import create_app
 from sandbox_platform.core.errors import PlatformError
+from sandbox_platform.core.live_requirements import EXAMPLE_APP
 from sandbox_platform.core.payload import check_payload
 from sandbox_platform.core.settings import Settings, load_settings
 from sandbox_platform.ops.backlog import broker_queues, default_queue
@@ -53,7 +54,7 @@ class WorkerProcess:
         poll_interval: float = 5.0,
         max_workers: int = 4,
         *,
-        app_module: str = "workers",
+        app_module: str = EXAMPLE_APP,
         settings: Settings | None = None,
         app: Celery | None = None,
         log_dir: Path | None = None,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from celery import Celery
 
+from sandbox_platform.core.live_requirements import EXAMPLE_APP
 from sandbox_platform.procs.worker import WorkerSubprocess
 
 __all__ = ["BeatSubprocess"]
@@ -22,7 +23,7 @@ class BeatSubprocess(WorkerSubprocess):
 
     def __init__(
         self,
-        app_module: str = "beat",
+        app_module: str = EXAMPLE_APP,
         *,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,

@@ -14,6 +14,8 @@ from typing import IO, Any
 
 from celery import Celery
 
+from sandbox_platform.core.live_requirements import EXAMPLE_APP
+
 __all__ = ["WorkerSubprocess", "wait_for_ping"]
 
 LEAN_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
@@ -34,7 +36,7 @@ class WorkerSubprocess:
 
     def __init__(
         self,
-        app_module: str = "workers",
+        app_module: str = EXAMPLE_APP,
         *,
         hostname: str | None = None,
         pool: str = "solo",

@@ -24,6 +24,7 @@ def test_env_prefix_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_PLATFORM_MODE", "LIVE")
     monkeypatch.setenv("SANDBOX_PLATFORM_LIVE_DATABASE_URL", "postgresql://h/live")
     monkeypatch.setenv("SANDBOX_PLATFORM_DATABASE_URL", "postgresql://h/sandbox")
+    monkeypatch.setenv("SANDBOX_PLATFORM_REDIS_URL", "redis://h:6379/0")
     settings = load_settings()
     assert settings.mode is Mode.LIVE
     assert settings.active_database_url == "postgresql://h/live"
