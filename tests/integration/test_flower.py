@@ -178,8 +178,13 @@ def test_flower_without_auth_refuses_a_public_address(tmp_path: Path) -> None:
 
 
 def test_flower_without_auth_refuses_live_mode_on_loopback(tmp_path: Path) -> None:
-    live = f"sqlite:///{tmp_path / 'live.sqlite3'}"
-    _flower_refusal(tmp_path, "--address", "127.0.0.1", mode="live", live_database_url=live)
+    live = {
+        "mode": "live",
+        "live_database_url": f"sqlite:///{tmp_path / 'live.sqlite3'}",
+        "redis_url": "redis://127.0.0.1:1/0",  # live mode names its Redis (never reached here)
+        "app": "workers",  # and its app
+    }
+    _flower_refusal(tmp_path, "--address", "127.0.0.1", **live)
 
 
 @pytest.mark.parametrize("value", ["admin", f"{USER}:{PASSWORD},broken", ":nouser", "   "])

@@ -75,7 +75,7 @@ def _task_lines(worker, task_name: str, correlation_id: str) -> list[dict[str, o
         r
         for r in json_lines(worker.log_text())
         if r.get("task_name") == task_name
-        and r.get("logger") == "workers.tasks"
+        and r.get("logger") == "sandbox_platform.examples.shop.tasks"
         and r.get("correlation_id") == correlation_id
     ]
 

@@ -40,7 +40,8 @@ def _task_lines(worker, task_name: str) -> list[dict[str, object]]:
     return [
         r
         for r in json_lines(worker.log_text())
-        if r.get("task_name") == task_name and r.get("logger") == "workers.tasks"
+        if r.get("task_name") == task_name
+        and r.get("logger") == "sandbox_platform.examples.shop.tasks"
     ]
 
 
