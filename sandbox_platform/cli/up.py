@@ -35,7 +35,7 @@ def up(
     from sandbox_platform.db import migrate
     from sandbox_platform.procs.supervisor import Supervisor
 
-    require_extra("dashboard", "sandbox-platform up (it serves the dashboard)")
+    require_extra("dashboard", "the up command (it serves the dashboard)")
     settings = cli_settings()
     module = app_module(app_option, settings)
     started_redis = settings.embedded_redis and not embedded_redis_running(settings.data_dir)

@@ -195,7 +195,7 @@ def _blocked_cli(extra: str, *args: str, **env: str) -> subprocess.CompletedProc
     ("extra", "command", "line"),
     [
         ("dashboard", ["dashboard"], "the dashboard"),
-        ("dashboard", ["up"], "sandbox-platform up (it serves the dashboard)"),
+        ("dashboard", ["up"], "the up command (it serves the dashboard)"),
         ("flower", ["flower"], "Flower"),
     ],
 )
