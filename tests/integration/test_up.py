@@ -18,15 +18,17 @@ from tests.helpers import pid_alive, session_pids, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+EXTRAS = "embedded,dashboard"
 
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new virtual environment with the project installed from its own files."""
+    """A new virtual environment with the project installed from its own files, with the
+    extras `up` needs: [dashboard] (it serves the dashboard) and [embedded] (no Redis URL)."""
     venv = tmp_path_factory.mktemp("fresh") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[embedded]"],
+        [str(venv / "bin" / "python"), *("-m", "pip", "install", "--quiet"), f"{ROOT}[{EXTRAS}]"],
         check=True,
         timeout=900,
         capture_output=True,
