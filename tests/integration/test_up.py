@@ -1,5 +1,10 @@
 """``sandbox-platform up`` in a fresh virtual environment with nothing configured: it serves
-the dashboard (embedded Redis, SQLite, a worker, beat) and Ctrl-C leaves no process behind."""
+the dashboard (embedded Redis, SQLite, a worker, beat) and Ctrl-C leaves no process behind.
+
+The environment holds a wheel install (pip builds one from the checkout), so the same
+environment shows the bundled example app working without the repository: the wheel has
+``sandbox_platform.examples.shop`` and no ``workers`` or ``beat``, and ``demo`` and the seed
+facade's defaults run the example's jobs."""
 
 from __future__ import annotations
 
@@ -81,3 +86,68 @@ def test_up_serves_the_dashboard_and_ctrl_c_leaves_nothing(
             os.killpg(up.pid, signal.SIGKILL)
         if redis_pid is not None and pid_alive(redis_pid):
             os.kill(redis_pid, signal.SIGKILL)
+
+
+# -- the bundled example from the wheel (issue 22, item 1) ------------------------------------
+
+SEED_FACADE = """
+import time
+
+from sqlalchemy import func, select
+
+from sandbox_platform.db.engine import session_scope
+from sandbox_platform.db.models import JobRun
+from sandbox_platform.orchestrator import SandboxOrchestrator
+
+charged = select(func.count()).select_from(JobRun).where(
+    JobRun.task_name == "workers.charge_card", JobRun.state == "succeeded"
+)
+with SandboxOrchestrator() as sandbox:  # its defaults: the bundled example's worker and beat
+    assert sandbox.is_ready()
+    sandbox.worker.submit("workers.charge_card", "order-1", 1000)
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(sandbox.settings.active_database_url) as session:
+            if session.scalar(charged):
+                break
+        assert time.monotonic() < deadline, "the example's charge never succeeded"
+        time.sleep(0.2)
+print("charged")
+"""
+
+
+def _in_fresh_venv(
+    fresh_venv: Path, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a program of the fresh environment from an empty directory, nothing configured:
+    the checkout is nowhere on the path, and the repository's workers/ and beat/ are absent."""
+    home = tmp_path / "home"
+    env = {"PATH": f"{fresh_venv / 'bin'}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+    return subprocess.run(
+        [str(fresh_venv / "bin" / args[0]), *args[1:]],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_the_wheel_holds_the_example_and_not_workers_or_beat(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    found = "import importlib.util as u; print([bool(u.find_spec(n)) for n in %r])"
+    names = ("sandbox_platform.examples.shop", "workers", "beat")
+    done = _in_fresh_venv(fresh_venv, tmp_path, "python", "-c", found % (names,))
+    assert done.stdout.strip() == "[True, False, False]", done.stdout + done.stderr
+
+
+def test_demo_runs_the_bundled_example_from_the_wheel(fresh_venv: Path, tmp_path: Path) -> None:
+    done = _in_fresh_venv(fresh_venv, tmp_path, "sandbox-platform", "demo", "--orders", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 orders processed; 4 irreversible calls" in " ".join(done.stdout.split())
+
+
+def test_the_seed_facade_s_defaults_run_from_the_wheel(fresh_venv: Path, tmp_path: Path) -> None:
+    done = _in_fresh_venv(fresh_venv, tmp_path, "python", "-c", SEED_FACADE)
+    assert (done.returncode, done.stdout.strip()) == (0, "charged"), done.stderr[-3000:]
