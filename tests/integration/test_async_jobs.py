@@ -390,7 +390,7 @@ def test_failing_async_jobs_retry_then_dead_letter_with_their_own_request(
         found = _rows(rig.sandbox_db, DeadLetter, DeadLetter.task_id.in_(list(ids)))
         return found if len(found) >= IN_FLIGHT else None
 
-    found = wait_until(letters, timeout=60, message="dead letters missing")
+    found = wait_until(letters, timeout=120, message="dead letters missing")
     assert sorted(letter.task_id for letter in found) == sorted(ids)  # one each
     for letter in found:
         assert letter.reason == "retries_exhausted"
