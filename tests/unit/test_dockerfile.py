@@ -30,7 +30,9 @@ from tests.deploy_files import (
 )
 
 INSTRUCTIONS = dockerfile_instructions(DOCKERFILE.read_text())
-SOURCES = {"sandbox_platform", "workers", "beat", "README.md"}
+#: what the image copies: the package (the example app is inside it), README (the wheel's
+#: readme) and the default APP_DIR, the repository's deployment app module; not beat/
+SOURCES = {"sandbox_platform", "workers", "README.md"}
 
 
 def _index(predicate) -> int:  # type: ignore[no-untyped-def]
