@@ -123,6 +123,11 @@ def _modules(package: Path, root: str) -> Iterator[tuple[str, Path]]:
         parts = path.relative_to(package).with_suffix("").parts
         if "migrations" in parts or parts[-1] == "__main__":
             continue  # Alembic scripts; the CLI's entry point runs on import
+        if parts[0] == "examples":
+            # the example app's modules build an app at import (as a user's app module does):
+            # imported here, that app would stay registered for the rest of the test process
+            # and code outside any job would find it (its SQLite database unmigrated)
+            continue
         dotted = (
             ".".join((root, *parts[:-1])) if parts[-1] == "__init__" else ".".join((root, *parts))
         )
