@@ -146,10 +146,14 @@ def test_everything_missing_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- readiness -----------------------------------------------------------------------------------
 
 
-def test_readiness_gives_the_missing_extra_as_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readiness_gives_the_missing_extra_as_its_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     without(monkeypatch, "postgres", "embedded")
     monkeypatch.setattr("shutil.which", lambda _name: None)
-    settings = load_settings(database_url=PG_URL)
+    # a data dir of its own: an embedded server another test left answering on the default
+    # one would be found (and its PING answered) without any binary
+    settings = load_settings(database_url=PG_URL, data_dir=tmp_path / "data")
     report = ReadinessChecker(
         settings, skip=["migrations", "broker", "worker", "beat", "config", "governor"]
     ).run()
