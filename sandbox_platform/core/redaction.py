@@ -37,6 +37,8 @@ _INLINE_SECRET = re.compile(
     re.IGNORECASE,
 )
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+#: a UUID (a task id): its first groups can be all digits and pass the Luhn check by chance
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
 _API_KEY = re.compile(
     r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}"
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
@@ -72,10 +74,18 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _in_uuid(match: re.Match[str]) -> bool:
+    """Whether ``match`` lies inside a UUID of the string it was found in (an id, kept)."""
+    return any(
+        found.start() <= match.start() and match.end() <= found.end()
+        for found in _UUID.finditer(match.string)
+    )
+
+
 def _mask_card(match: re.Match[str]) -> str:
     text = match.group(0)
     digits = re.sub(r"\D", "", text)
-    if not 13 <= len(digits) <= 19 or not _luhn_ok(digits):
+    if not 13 <= len(digits) <= 19 or not _luhn_ok(digits) or _in_uuid(match):
         return text
     return f"{MASK}{digits[-4:]}"
 

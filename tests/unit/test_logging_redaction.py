@@ -135,3 +135,17 @@ def test_fencing_token_in_a_log_line_is_readable(log_stream: io.StringIO) -> Non
         "lease %s acquired by %s with token %s", "beat", "host:1:ab", 9
     )
     assert _records(log_stream)[0]["event"] == "lease beat acquired by host:1:ab with token 9"
+
+
+def test_a_task_id_whose_digit_groups_pass_the_luhn_check_stays_readable() -> None:
+    # a real task id of a CI run (2026-12-08): 67455557-7146-4294 is 16 digits, Luhn-valid,
+    # and was masked as a card number in the job's run record ('***4294-b13a-...')
+    task_id = "67455557-7146-4294-b13a-56ede51848d9"
+    assert redact_value(task_id) == task_id
+    assert redact({"task_id": task_id, "note": f"job {task_id} done"}) == {
+        "task_id": task_id,
+        "note": f"job {task_id} done",
+    }
+    assert redact_value(f"card 4111-1111-1111-1111 for {task_id}") == (
+        f"card ***1111 for {task_id}"
+    )
